@@ -1,0 +1,37 @@
+"""Attribute names: one spelling rule shared by training, export and the engine (no torch here)."""
+from __future__ import annotations
+
+import difflib
+import re
+
+# The 13 attributes the face-editing literature (AttGAN, STGAN) edits, plus Smiling.
+DEFAULT_ATTRIBUTES = (
+    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses",
+    "Male", "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young", "Smiling",
+)
+# The 13 standard ones, over which the headline figures are averaged.
+STANDARD_13 = DEFAULT_ATTRIBUTES[:13]
+
+
+def canonical(name: str) -> str:
+    """'Blond-Hair', 'blond hair' and 'BLOND_HAIR' all become 'blond_hair'."""
+    return re.sub(r"[\s\-_]+", "_", name.strip()).lower()
+
+
+def resolve(requested: list[str] | tuple[str, ...], available: list[str] | tuple[str, ...]) -> list[str]:
+    """Map user spellings onto the available names; unknown names raise ValueError with a suggestion."""
+    by_key = {canonical(a): a for a in available}
+    out = []
+    for name in requested:
+        key = canonical(name)
+        if key not in by_key:
+            raise ValueError(unknown_message(name, available))
+        out.append(by_key[key])
+    return out
+
+
+def unknown_message(name: str, available) -> str:
+    keys = [canonical(a) for a in available]
+    close = difflib.get_close_matches(canonical(name), keys, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown attribute '{name}'.{hint} Valid: {', '.join(keys)}"

@@ -1,0 +1,202 @@
+"""The conditional VAE-GAN: encoder q(z|x), attribute head, decoder p(x|z,y), discriminator, judge.
+
+Images are float tensors in [-1, 1], NCHW. Attributes y are 0/1 floats; the decoder sees them as 2y-1,
+so an "intensity" v in [-1, 2] maps linearly onto [-3, 3].
+
+Export-friendly by construction: BatchNorm only (folds into the conv before it), no random op inside a
+module (the caller samples z = mu + sigma * eps), stride-2 transposed convs with kernel 4 / padding 1 that
+double exactly without output_padding.
+
+Why the decoder looks like this: a plain CVAE that only sees y at its input learns to ignore it (edits do
+not land). Here y enters at every scale twice: tiled and concatenated before each up-sampling conv, and
+as a FiLM scale/shift after its BatchNorm. The latent is spatial (zc x 8 x 8) so reconstructions keep the
+face's layout and detail instead of the blur of a single vector.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from faceedit.attributes import DEFAULT_ATTRIBUTES
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64
+    attributes: list[str] = field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
+    z_channels: int = 16          # latent is z_channels x 8 x 8
+    width: int = 64               # channels of the first encoder stage; doubles per stage
+    dec_width: int = 256          # channels of the decoder at 8x8; halves per stage
+
+    @property
+    def n_attr(self) -> int:
+        return len(self.attributes)
+
+    @property
+    def n_stages(self) -> int:    # 64 -> 3 stages (64->32->16->8), 128 -> 4
+        return int(math.log2(self.image_size // 8))
+
+    @property
+    def z_shape(self) -> tuple[int, int, int]:
+        return (self.z_channels, 8, 8)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class EncoderTrunk(nn.Module):
+    """Image -> 8x8 feature map, shared by the latent head and the attribute head."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        chans = [3] + [min(cfg.width * 2**i, 512) for i in range(cfg.n_stages)]
+        self.stages = nn.Sequential(*[down(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.out_channels = chans[-1]
+        self.refine = nn.Sequential(nn.Conv2d(chans[-1], chans[-1], 3, 1, 1, bias=False),
+                                    nn.BatchNorm2d(chans[-1]), nn.LeakyReLU(0.2, inplace=True))
+
+    def forward(self, x):
+        return self.refine(self.stages(x))
+
+
+class Encoder(nn.Module):
+    """q(z|x): returns (mu, logvar), each zc x 8 x 8."""
+
+    def __init__(self, cfg: ModelConfig, trunk: EncoderTrunk):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Conv2d(trunk.out_channels, 2 * cfg.z_channels, 3, 1, 1)
+
+    def forward(self, x):
+        mu, logvar = self.head(self.trunk(x)).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 6.0)
+
+
+class AttributeHead(nn.Module):
+    """Image -> attribute logits, on the shared encoder trunk."""
+
+    def __init__(self, cfg: ModelConfig, trunk: EncoderTrunk):
+        super().__init__()
+        self.trunk = trunk
+        c = trunk.out_channels
+        self.head = nn.Sequential(down(c, 2 * c), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, cfg.n_attr))
+
+    def forward(self, x):
+        return self.head(self.trunk(x))
+
+
+def tile(y, h):
+    return y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+
+
+class CondUp(nn.Module):
+    """x2 up-sampling conditioned on y: concat tiled y -> ConvT -> BN -> FiLM(y) -> ReLU -> residual 3x3."""
+
+    def __init__(self, cin: int, cout: int, n_attr: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin + n_attr, cout, 4, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.film = nn.Linear(n_attr, 2 * cout)
+        self.res = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, h, y):
+        h = self.bn(self.up(torch.cat([h, tile(y, h)], 1)))
+        gamma, beta = self.film(y)[:, :, None, None].chunk(2, dim=1)
+        h = F.relu(h * (1 + gamma) + beta)
+        return h + self.res(h)
+
+
+class Decoder(nn.Module):
+    """p(x|z,y): (z, attributes in 0..1) -> image in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n, c = cfg.n_attr, cfg.dec_width
+        self.inp = nn.Sequential(nn.Conv2d(cfg.z_channels + n, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.film = nn.Linear(n, 2 * c)
+        chans = [max(c // 2**i, 32) for i in range(cfg.n_stages + 1)]
+        self.ups = nn.ModuleList([CondUp(a, b, n) for a, b in zip(chans[:-1], chans[1:])])
+        self.out = nn.Conv2d(chans[-1] + n, 3, 3, 1, 1)
+
+    def forward(self, z, attrs):
+        y = attrs * 2 - 1
+        h = self.inp(torch.cat([z, tile(y, z)], 1))
+        gamma, beta = self.film(y)[:, :, None, None].chunk(2, dim=1)
+        h = F.relu(h * (1 + gamma) + beta)
+        for up in self.ups:
+            h = up(h, y)
+        return torch.tanh(self.out(torch.cat([h, tile(y, h)], 1)))
+
+
+class Discriminator(nn.Module):
+    """Real/fake logit, attribute logits (trained on real images only), and the features at 8x8 that
+    define the learned similarity for reconstruction (Larsen et al.)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        chans = [3] + [min(64 * 2**i, 512) for i in range(cfg.n_stages)]
+        self.features = nn.Sequential(*[down(a, b, norm=False) for a, b in zip(chans[:-1], chans[1:])])
+        c = chans[-1]
+        self.tail = nn.Sequential(nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Flatten())
+        self.adv = nn.Linear(2 * c * 16, 1)
+        self.cls = nn.Sequential(nn.Linear(2 * c * 16, 512), nn.LeakyReLU(0.2, inplace=True), nn.Linear(512, cfg.n_attr))
+
+    def forward(self, x):
+        f = self.features(x)
+        t = self.tail(f)
+        return self.adv(t).squeeze(1), self.cls(t), f
+
+
+class CVAEGAN(nn.Module):
+    """Everything that is trained together; export takes encoder, attribute head and decoder from it."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        trunk = EncoderTrunk(cfg)
+        self.encoder = Encoder(cfg, trunk)
+        self.attribute_head = AttributeHead(cfg, trunk)
+        self.decoder = Decoder(cfg)
+        self.discriminator = Discriminator(cfg)
+
+    def generator_parameters(self):
+        seen = set()
+        for m in (self.encoder, self.attribute_head, self.decoder):
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+
+class Judge(nn.Module):
+    """Independent attribute classifier used only to score edits: its own architecture (residual, wider
+    kernels, global max+avg pooling) and its own weights, trained on the train split alone."""
+
+    def __init__(self, n_attr: int, image_size: int = 64):
+        super().__init__()
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 5, 1, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                 nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                 nn.MaxPool2d(2))
+
+        n = int(math.log2(image_size // 4))
+        chans = [3, 32, 64, 128, 192, 256, 256][: n + 1]
+        self.body = nn.Sequential(*[block(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.fc = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * chans[-1], n_attr))
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.fc(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))

@@ -1,0 +1,115 @@
+"""The model directory's manifest: writing it (export) and reading + verifying it (engine).
+
+Standard library only, so the lean runtime can import it without torch or numpy. See
+docs/model-directory.md for the contract.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "faceedit-model"
+FORMAT_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A model directory that cannot be used; the message is one line for the user."""
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(path, inputs, outputs) -> dict:
+    """A FILE entry: the path relative to the model directory (its base name), its hash and size, and
+    its tensor signature. inputs/outputs: lists of {"name", "dtype", "shape"} (shape may use "N")."""
+    p = Path(path)
+    return {"path": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size,
+            "inputs": [dict(t) for t in inputs], "outputs": [dict(t) for t in outputs]}
+
+
+def write_manifest(model_dir, manifest: dict) -> Path:
+    """Write manifest.json atomically (temp file in the same folder, fsync, rename): a reader sees the
+    old manifest or the new one, never half of one."""
+    model_dir = Path(model_dir)
+    target = model_dir / MANIFEST_NAME
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=model_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def iter_files(manifest: dict):
+    """Every FILE entry the manifest lists: graphs (all precisions), judge, and any extra engines."""
+    for graph, precisions in (manifest.get("graphs") or {}).items():
+        for precision, entry in (precisions or {}).items():
+            if isinstance(entry, dict) and "path" in entry:
+                yield f"{graph}/{precision}", entry
+    judge = manifest.get("judge")
+    if isinstance(judge, dict) and "path" in judge:
+        yield "judge", judge
+    trt = manifest.get("tensorrt")
+    for key, entry in ((trt or {}).get("engines") or {}).items() if isinstance(trt, dict) else ():
+        if isinstance(entry, dict) and "path" in entry:
+            yield f"tensorrt/{key}", entry
+
+
+def load_manifest(model_dir, verify: bool = True) -> dict:
+    """Read MODEL_DIR/manifest.json and check it: format and version, every listed file present, and
+    (verify=True) every file's sha256. Raises ManifestError with a one-line message otherwise.
+
+    verify=False skips only the hashing (seconds for big graphs), never the presence checks."""
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise ManifestError(f"model directory {model_dir} does not exist")
+    if not model_dir.is_dir():
+        raise ManifestError(f"{model_dir} is not a directory (expected a model directory from `faceedit export`)")
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"{model_dir} has no {MANIFEST_NAME}: not a model directory written by `faceedit export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): the model directory is damaged") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} is not a JSON object: the model directory is damaged")
+    if manifest.get("format") != FORMAT:
+        raise ManifestError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(f"{path} has format version {manifest.get('format_version')!r}; this faceedit reads "
+                            f"version {FORMAT_VERSION} (re-export the model with this faceedit)")
+    if not isinstance(manifest.get("graphs"), dict) or not manifest["graphs"]:
+        raise ManifestError(f"{path} lists no graphs: the model directory is damaged")
+    for _, entry in iter_files(manifest):
+        rel = entry["path"]
+        # a manifest may only name files inside its own directory
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ManifestError(f"{path} names a file outside the model directory ({rel})")
+        f = model_dir / rel
+        if not f.is_file():
+            raise ManifestError(f"model file {rel} listed in the manifest is missing from {model_dir}")
+        if verify:
+            # a size mismatch is a sha256 mismatch found without reading the file
+            if ("bytes" in entry and f.stat().st_size != entry["bytes"]) or sha256_file(f) != entry.get("sha256"):
+                raise ManifestError(f"model file {rel} does not match its manifest (sha256 differs): "
+                                    "the model directory is damaged or was edited")
+    return manifest

@@ -59,18 +59,22 @@ def write_manifest(model_dir, manifest: dict) -> Path:
 
 
 def iter_files(manifest: dict):
-    """Every FILE entry the manifest lists: graphs (all precisions), judge, and any extra engines."""
+    """Every file the manifest lists: graphs (all precisions), judge, TensorRT engines, and the
+    companions of an entry (an OpenVINO IR's .bin weights)."""
+    entries = []
     for graph, precisions in (manifest.get("graphs") or {}).items():
         for precision, entry in (precisions or {}).items():
-            if isinstance(entry, dict) and "path" in entry:
-                yield f"{graph}/{precision}", entry
-    judge = manifest.get("judge")
-    if isinstance(judge, dict) and "path" in judge:
-        yield "judge", judge
+            entries.append((f"{graph}/{precision}", entry))
+    entries.append(("judge", manifest.get("judge")))
     trt = manifest.get("tensorrt")
-    for key, entry in ((trt or {}).get("engines") or {}).items() if isinstance(trt, dict) else ():
+    if isinstance(trt, dict):
+        entries += [(f"tensorrt/{k}", e) for k, e in (trt.get("engines") or {}).items()]
+    for key, entry in entries:
         if isinstance(entry, dict) and "path" in entry:
-            yield f"tensorrt/{key}", entry
+            yield key, entry
+            for extra in entry.get("companions") or ():
+                if isinstance(extra, dict) and "path" in extra:
+                    yield key, extra
 
 
 def load_manifest(model_dir, verify: bool = True) -> dict:

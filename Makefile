@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first (idempotent).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test setup setup-dev clean
+
+# Runtime only (no torch): what a user needs to edit photos with the shipped model.
+$(BIN)/faceedit: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) -e '.[openvino]'
+	touch $@
+
+setup: $(BIN)/faceedit
+
+# Everything the tests need. torch is pinned first: on this kind of machine that pin installs the local
+# CPU wheel, while any other spec would download a multi-GB CUDA build.
+$(VENV)/.dev: $(BIN)/faceedit
+	$(PIP) 'torch==2.13.0'
+	$(PIP) -e '.[train,openvino,dev]'
+	touch $@
+
+setup-dev: $(VENV)/.dev
+
+demo: $(BIN)/faceedit
+	$(BIN)/faceedit run --image examples/astronaut.jpg --set young=1 --set smiling=1 --out astronaut-edited.png
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) *.egg-info

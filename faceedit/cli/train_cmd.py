@@ -1,0 +1,123 @@
+"""`faceedit train`, `faceedit train-judge`, `faceedit eval` (need the [train] extra: torch)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+
+def _need_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("this command needs PyTorch: pip install 'faceedit[train]'") from None
+
+
+def register(app: typer.Typer):
+    @app.command("train")
+    @friendly
+    def train(data: Path = typer.Option(..., "--data", help="CelebA-layout folder."),
+              out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.csv, samples/."),
+              image_size: int = typer.Option(64, "--image-size", help="64 (default) or 128."),
+              attrs: Optional[List[str]] = typer.Option(None, "--attrs", help="Attribute names (repeat); default: the 14 standard ones."),
+              epochs: int = typer.Option(20, "--epochs"),
+              steps: int = typer.Option(0, "--steps", help="Train this many steps instead of --epochs."),
+              batch_size: int = typer.Option(64, "--batch-size"),
+              resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/last.pt."),
+              seed: int = typer.Option(0, "--seed"),
+              ckpt_every: int = typer.Option(200, "--ckpt-every", help="Steps between last.pt checkpoints."),
+              eval_every: int = typer.Option(0, "--eval-every", help="Steps between validations (0: each epoch)."),
+              bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast on CPU (AMX/AVX512-bf16)."),
+              threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores).")):
+        """Train the CVAE-GAN. Runs under torchrun for DDP (gloo on CPU, nccl on GPU).
+
+        Example: faceedit train --data ../shared/celeba --out runs/celeba64 --epochs 20
+        """
+        _need_torch()
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from faceedit.attributes import DEFAULT_ATTRIBUTES
+        from faceedit.train.train import TrainConfig, Trainer
+        if image_size not in (64, 128):
+            raise UserError("--image-size must be 64 or 128")
+        cfg = TrainConfig(data=str(data), out=str(out), image_size=image_size,
+                          attributes=list(attrs or DEFAULT_ATTRIBUTES), epochs=epochs, steps=steps,
+                          batch_size=batch_size, seed=seed, ckpt_every=ckpt_every, eval_every=eval_every,
+                          bf16=bf16, threads=threads)
+        with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), TextColumn("{task.fields[stats]}")) as bar:
+            trainer = Trainer(cfg, resume=resume, log=bar.console.print)
+            task = bar.add_task("train", total=trainer.total_steps, completed=trainer.step, stats="")
+
+            def progress(step, total, s):
+                bar.update(task, completed=step, stats=(
+                    f"G {s['loss_g']:.3g} D {s['loss_d']:.3g} L1 {s['pixel']:.3f} edit {s['edit']:.3f} "
+                    f"attr {s['attr']:.3f} {s['img_per_s']:.0f} img/s"))
+            trainer.fit(progress)
+        typer.echo(f"done: {out}/last.pt (best by validation: {out}/best.pt)")
+
+    @app.command("train-judge")
+    @friendly
+    def train_judge_cmd(data: Path = typer.Option(..., "--data"),
+                        out: Path = typer.Option(..., "--out", help="Judge checkpoint to write (.pt)."),
+                        epochs: int = typer.Option(6, "--epochs")):
+        """Train the independent judge classifier that scores edits (train split only).
+
+        Example: faceedit train-judge --data ../shared/celeba --out runs/judge/judge.pt
+        """
+        _need_torch()
+        from faceedit.train.judge import train_judge
+        train_judge(data, out, epochs=epochs)
+
+    @app.command("eval")
+    @friendly
+    def eval_cmd(model: Optional[Path] = typer.Option(None, "--model", help="Model directory or training checkpoint (default: the shipped model)."),
+                 data: Path = typer.Option(..., "--data"),
+                 split: str = typer.Option("test", "--split", help="train, val or test."),
+                 judge: Optional[Path] = typer.Option(None, "--judge", help="Judge (.pt or .onnx); default: the model directory's judge.onnx."),
+                 json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here."),
+                 limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split.")):
+        """Attribute accuracy, edit success (judged), reconstruction PSNR/SSIM, edit disturbance.
+
+        Example: faceedit eval --data ../shared/celeba --split test --json eval.json
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        from faceedit.models import DEFAULT_MODEL
+        from faceedit.train.evaluate import JudgeModel, evaluate, open_model, summary, write_json
+        model = model or DEFAULT_MODEL
+        if judge is None:
+            cand = Path(model) / "judge.onnx" if Path(model).is_dir() else None
+            if not cand or not cand.exists():
+                raise UserError("no judge: pass --judge (a judge .pt from train-judge, or a judge.onnx)")
+            judge = cand
+        console = Console()
+        res = evaluate(open_model(model), JudgeModel(judge), data, split, limit=limit,
+                       log=lambda m: console.print(m, style="dim"))
+        t = Table(title=f"faceedit eval: {model} on {split} ({res['faces']} faces)")
+        for c in ("attribute", "inference acc", "edit success", "edit (raw)", "edit x2", "disturbance", "judge acc"):
+            t.add_column(c, justify="right" if c != "attribute" else "left")
+        e1, e2 = res["edit_success"]["intensity_1"], res["edit_success"].get("intensity_2")
+        for a in res["attributes"]:
+            t.add_row(a, f"{res['attribute_accuracy']['per_attribute'][a]:.1%}",
+                      f"{e1['residual']['per_attribute'][a]:.1%}", f"{e1['raw']['per_attribute'][a]:.1%}",
+                      f"{e2['residual']['per_attribute'][a]:.1%}" if e2 else "-",
+                      f"{res['edit_disturbance']['per_attribute'][a]:.1%}",
+                      f"{res['judge_accuracy_on_real']['per_attribute'][a]:.1%}")
+        t.add_row("[bold]mean (13 standard)", f"{res['attribute_accuracy']['mean_standard13']:.1%}",
+                  f"{e1['residual']['mean_standard13']:.1%}", f"{e1['raw']['mean_standard13']:.1%}",
+                  f"{e2['residual']['mean_standard13']:.1%}" if e2 else "-",
+                  f"{res['edit_disturbance']['mean_standard13']:.1%}",
+                  f"{res['judge_accuracy_on_real']['mean_standard13']:.1%}")
+        console.print(t)
+        console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
+        if json_out:
+            res["summary"] = summary(res)
+            res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"
+            write_json(res, json_out)
+            console.print(f"wrote {json_out}")

@@ -1,0 +1,214 @@
+"""`faceedit eval`: attribute inference, edit success by an independent judge, reconstruction quality.
+
+Works on a training checkpoint (PyTorch) or on an exported model directory (ONNX Runtime), so the figures
+in a manifest are the figures of the files users run. Every face is edited the way the product edits it:
+source attributes = the attribute head's decisions (no labels at edit time), one attribute flipped, and
+the edit applied as a residual on the crop (crop + edited - reconstruction), which is the engine's default.
+Raw decoder outputs are scored too.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceedit.attributes import STANDARD_13
+from faceedit.train.data import ImageCache, load_celeba
+
+
+# ---- the two kinds of model under test ------------------------------------------------------------
+class TorchModel:
+    def __init__(self, checkpoint):
+        import torch
+        from faceedit.train.train import load_checkpoint
+        self.torch = torch
+        self.model, state = load_checkpoint(checkpoint)
+        self.attributes = state["model_config"]["attributes"]
+        self.image_size = state["model_config"]["image_size"]
+
+    def _run(self, fn, *arrays):
+        with self.torch.no_grad():
+            return fn(*[self.torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+
+    def probabilities(self, x):
+        return self._run(lambda t: self.torch.sigmoid(self.model.attribute_head(t)), x).numpy()
+
+    def encode(self, x):
+        return self._run(lambda t: self.model.encoder(t)[0], x).numpy()
+
+    def decode(self, z, y):
+        return self._run(self.model.decoder, z, y.astype(np.float32)).numpy()
+
+
+class OnnxModel:
+    """Reads a model directory through its manifest (the same files the engine runs)."""
+
+    def __init__(self, model_dir, precision="fp32"):
+        import onnxruntime as ort
+        from faceedit.manifest import load_manifest
+        self.dir = Path(model_dir)
+        self.manifest = load_manifest(self.dir)
+        self.attributes = [a["name"] for a in self.manifest["attributes"]]
+        self.image_size = self.manifest["image_size"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        graphs = self.manifest["graphs"]
+
+        def session(name):
+            entry = graphs[name].get(precision) or graphs[name]["fp32"]
+            return ort.InferenceSession(str(self.dir / entry["path"]), opts, providers=["CPUExecutionProvider"])
+        self.enc, self.att, self.dec = session("encoder"), session("attributes"), session("decoder")
+
+    def probabilities(self, x):
+        return self.att.run(["probabilities"], {"image": x})[0]
+
+    def encode(self, x):
+        return self.enc.run(["mu"], {"image": x})[0]
+
+    def decode(self, z, y):
+        return self.dec.run(["image"], {"z": z, "attributes": y.astype(np.float32)})[0]
+
+
+class JudgeModel:
+    """The judge from a torch judge checkpoint or a judge.onnx."""
+
+    def __init__(self, path):
+        path = Path(path)
+        if path.suffix == ".onnx":
+            import onnxruntime as ort
+            self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.fn = lambda x: self.sess.run(None, {"image": x})[0]
+            self.attributes = None
+        else:
+            import torch
+            from faceedit.train.judge import load_judge
+            model, state = load_judge(path)
+            self.attributes = state["attributes"]
+
+            def fn(x):
+                with torch.no_grad():
+                    return torch.sigmoid(model(torch.from_numpy(np.ascontiguousarray(x)))).numpy()
+            self.fn = fn
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+def open_model(path):
+    p = Path(path)
+    if p.is_dir():
+        return OnnxModel(p)
+    if p.is_file():
+        return TorchModel(p)
+    raise FileNotFoundError(f"model not found: {path}")
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+def psnr(a, b):
+    """Per-image PSNR in dB of images in [-1, 1]."""
+    mse = (((a - b) / 2) ** 2).reshape(len(a), -1).mean(1)
+    return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
+
+
+def ssim(a, b):
+    """Per-image SSIM (Gaussian window 11, sigma 1.5, on [0, 1] images, averaged over channels)."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    out = []
+    for x, y in zip((a + 1) / 2, (b + 1) / 2):
+        vals = []
+        for ch in range(x.shape[0]):
+            u, v = x[ch].astype(np.float64), y[ch].astype(np.float64)
+            blur = lambda t: cv2.GaussianBlur(t, (11, 11), 1.5)
+            mu_u, mu_v = blur(u), blur(v)
+            su, sv, suv = blur(u * u) - mu_u ** 2, blur(v * v) - mu_v ** 2, blur(u * v) - mu_u * mu_v
+            m = ((2 * mu_u * mu_v + c1) * (2 * suv + c2)) / ((mu_u ** 2 + mu_v ** 2 + c1) * (su + sv + c2))
+            vals.append(m.mean())
+        out.append(np.mean(vals))
+    return np.array(out)
+
+
+def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0), limit=0, log=print) -> dict:
+    ds = load_celeba(data)
+    names, labels = ds.select(model.attributes)
+    idx = ds.split_indices(split)
+    if limit:
+        idx = idx[:limit]
+    images = ImageCache(ds, model.image_size).images
+    n_attr = len(names)
+    correct = np.zeros(n_attr)
+    judge_correct = np.zeros(n_attr)
+    psnrs, ssims = [], []
+    # success[intensity][mode][k]: counts; disturbed[k]: other attributes the judge saw change
+    success = {i: {"residual": np.zeros(n_attr), "raw": np.zeros(n_attr)} for i in intensities}
+    disturbed = np.zeros(n_attr)
+    for s in range(0, len(idx), batch):
+        j = idx[s:s + batch]
+        x = images[j].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+        y_true = labels[j].astype(bool)
+        probs = model.probabilities(x)
+        y_src = (probs > 0.5)
+        correct += (y_src == y_true).sum(0)
+        judge_real = judge(x) > 0.5
+        judge_correct += (judge_real == y_true).sum(0)
+        z = model.encode(x)
+        rec = model.decode(z, y_src.astype(np.float32))
+        psnrs.append(psnr(rec, x))
+        ssims.append(ssim(rec, x))
+        for k in range(n_attr):
+            for inten in intensities:
+                target = y_src.astype(np.float32)
+                flip_to = 1.0 - target[:, k]
+                # intensity v: 'on' = v, 'off' = 1 - v (so 2 means twice as far past the label)
+                target[:, k] = np.where(flip_to > 0.5, inten, 1.0 - inten)
+                edited = model.decode(z, target)
+                for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
+                    verdict = judge(img) > 0.5
+                    success[inten][mode][k] += (verdict[:, k] == (flip_to > 0.5)).sum()
+                    if inten == 1.0 and mode == "residual":
+                        others = np.delete(np.arange(n_attr), k)
+                        disturbed[k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
+        log(f"evaluated {min(s + batch, len(idx))}/{len(idx)} faces")
+    n = len(idx)
+    std = [i for i, a in enumerate(names) if a in STANDARD_13]
+
+    def table(v):
+        return {a: round(float(v[i]) / n, 4) for i, a in enumerate(names)}
+
+    def means(v):
+        return {"mean_standard13": round(float(np.mean(v[std])) / n, 4), "mean_all": round(float(np.mean(v)) / n, 4)}
+
+    result = {
+        "split": split, "faces": n, "attributes": names,
+        "attribute_accuracy": {"per_attribute": table(correct), **means(correct)},
+        "judge_accuracy_on_real": {"per_attribute": table(judge_correct), **means(judge_correct)},
+        "edit_success": {
+            f"intensity_{inten:g}": {mode: {"per_attribute": table(v), **means(v)} for mode, v in modes.items()}
+            for inten, modes in success.items()},
+        "edit_disturbance": {"per_attribute": table(disturbed), **means(disturbed),
+                             "meaning": "mean fraction of the other attributes whose judge decision changed"},
+        "reconstruction": {"psnr_db": round(float(np.concatenate(psnrs).mean()), 3),
+                           "ssim": round(float(np.concatenate(ssims).mean()), 4)},
+        "protocol": ("source attributes = attribute head decisions; each attribute flipped on every face; "
+                     "success = judge agrees with the target; headline = residual mode at intensity 1"),
+    }
+    return result
+
+
+def summary(result: dict) -> dict:
+    es = result["edit_success"]["intensity_1"]["residual"]
+    return {"split": result["split"], "faces": result["faces"],
+            "attribute_accuracy_mean13": result["attribute_accuracy"]["mean_standard13"],
+            "edit_success_mean13": es["mean_standard13"],
+            "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
+            "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"]}
+
+
+def write_json(obj, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)

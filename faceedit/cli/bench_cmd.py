@@ -1,0 +1,88 @@
+"""`faceedit bench`: latency and throughput of every way to run the model here, in one process, against
+PyTorch eager from the checkpoint. Thin: the measuring lives in faceedit.engine.bench (torch-free) and
+faceedit.train.eager_bench (the baseline, imported only when torch is installed and a checkpoint is given)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+EXTRA_BACKENDS = ("pytorch", "openvino-raw")
+
+
+def parse_batches(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise UserError(f"--batches must be a comma-separated list of sizes (e.g. 1,2,4), got '{text}'") from None
+    if not values or values[0] < 1 or values[-1] > 1024:
+        raise UserError(f"--batches sizes must be 1..1024, got '{text}'")
+    return values
+
+
+def parse_backends(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    from faceedit.engine.backends import canonical_name
+    out = []
+    for name in (v.strip().lower() for v in text.split(",") if v.strip()):
+        out.append(name if name in EXTRA_BACKENDS else canonical_name(name))
+    return tuple(out)
+
+
+def eager_module(checkpoint: Path | None):
+    """faceedit.train.eager_bench when a checkpoint is given and torch is installed, else None."""
+    if checkpoint is None:
+        return None
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint not found: {checkpoint}")
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from faceedit.train import eager_bench
+    return eager_bench
+
+
+def register(app: typer.Typer):
+    @app.command("bench")
+    @friendly
+    def bench(model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
+              checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint the model was exported from: the PyTorch-eager baseline (needs torch). Without it the baseline is reported absent."),
+              quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and shorter timings (under 2 minutes)."),
+              batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,8,32)."),
+              out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for MACHINE-KIND.json / .png / .md (the latest run per machine kind)."),
+              backends: Optional[str] = typer.Option(None, "--backends", help="Only these, comma-separated: pytorch, openvino-raw and engine backends (onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt, tensorrt)."),
+              tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long smoke run (the test suite's)."),
+              save: bool = typer.Option(True, "--save/--no-save", help="Write the result files.")):
+        """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, a 1-MP photo end to end and a
+        cold `faceedit run`, against PyTorch eager and the machine's measured peak; print targets pass/miss.
+
+        Example: faceedit bench --model faceedit/models/default --checkpoint runs/celeba64/best.pt
+        """
+        from rich.console import Console
+
+        from faceedit.engine.bench import report, results
+        from faceedit.engine.bench.plan import make_plan
+        from faceedit.engine.bench.plots import plot
+        from faceedit.engine.bench.suite import run
+
+        console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no 80-column wrap
+        mode = "tiny" if tiny else "quick" if quick else "full"
+        plan = make_plan(mode, model=model, checkpoint=checkpoint, batches=parse_batches(batches),
+                         backends=parse_backends(backends))
+        eager = eager_module(checkpoint)
+        result = run(plan, eager_module=eager, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+        report.print_report(result, console)
+        if save:
+            stem = result["machine"]["kind"] + ("" if mode == "full" else f"-{mode}")
+            json_path = results.write_json(out / f"{stem}.json", result)
+            md_path = results.write_text(out / f"{stem}.md", report.markdown(result))
+            png_path = plot(result, out / f"{stem}.png")
+            console.print(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else " (no matplotlib: no plot)")
+                          + f" in {result['duration_s']:.0f} s")

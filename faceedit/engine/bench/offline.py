@@ -1,0 +1,153 @@
+"""Offline batches: every configuration (PyTorch eager, each engine backend x precision x graph path, raw
+OpenVINO) edits the same aligned crops at each batch size; p50/p95/p99, throughput, ratio to eager in the
+same run, and the fraction of the machine's peak for the configuration's precision."""
+from __future__ import annotations
+
+import gc
+import time
+
+import numpy as np
+
+from faceedit.attributes import resolve
+from faceedit.engine.bench.timing import measure, summarize
+
+EDIT_ATTRIBUTE = "Smiling"
+
+
+def workload(info, max_batch: int, seed: int = 0) -> dict:
+    """The same inputs for every configuration: aligned crops (uint8, model size) and one edit."""
+    rng = np.random.default_rng(seed)
+    s, names = info.image_size, list(info.attribute_names)
+    crops = rng.integers(0, 256, (max_batch, s, s, 3), dtype=np.uint8)
+    attr = EDIT_ATTRIBUTE if EDIT_ATTRIBUTE in names else names[0]
+    i = names.index(resolve([attr], names)[0])
+    target = np.zeros((max_batch, len(names)), np.float32)
+    mask = np.zeros_like(target)
+    target[:, i] = mask[:, i] = 1.0
+    x = (crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - 1).astype(np.float32)
+    return {"crops": crops, "changes": {attr: 1.0}, "target": target, "mask": mask, "x": np.ascontiguousarray(x)}
+
+
+def time_batches(call, batches, budget, log=None, label="") -> dict:
+    """{"1": summary, ...}: call(b) runs one batch of b."""
+    out = {}
+    for b in batches:
+        s = summarize(measure(lambda: call(b), budget), b)
+        out[str(b)] = s
+        if log:
+            log(f"  {label} batch {b}: p50 {s['p50_ms']:.3g} ms, {s['throughput_ips']:.0f} img/s")
+    return out
+
+
+def add_ratios(configs: list[dict], flops: dict, peaks: dict):
+    """vs_eager (eager p50 / this p50 at the same batch size) and fraction_of_peak (FLOPs/s achieved over the
+    measured peak of the configuration's precision on its device)."""
+    eager = next((c for c in configs if c["name"] == "pytorch-eager/fp32" and c["batches"]), None)
+    for c in configs:
+        per_image = flops.get(c.get("graph"), {}).get("flops_per_image") if flops else None
+        c["flops_per_image"] = per_image
+        device_peaks = peaks.get(c.get("device", "cpu")) or {}
+        peak = (device_peaks.get(c.get("peak_precision")) or {}).get("gflops")
+        for b, row in c["batches"].items():
+            e = eager["batches"].get(b) if eager else None
+            row["vs_eager"] = round(e["p50_ms"] / row["p50_ms"], 3) if e else None
+            row["fraction_of_peak"] = round(per_image * row["throughput_ips"] / (peak * 1e9), 4) \
+                if per_image and peak else None
+
+
+def eager_configs(eager_module, checkpoint, info, work, plan, log) -> tuple[list[dict], dict, dict]:
+    """PyTorch eager from the checkpoint: (configs, absent, outputs at batch 2 for parity)."""
+    run, absent = eager_module.variants()
+    configs, outputs = [], {}
+    for name, kwargs in run.items():
+        if plan.backends and not any(name.startswith(b) for b in plan.backends):
+            continue
+        t0 = time.perf_counter()
+        ed = eager_module.EagerEditor(checkpoint, **kwargs)
+        load_s = time.perf_counter() - t0
+        if ed.image_size != info.image_size or ed.attributes != list(info.attribute_names):
+            raise ValueError(f"checkpoint {checkpoint} does not match model directory {info.path} "
+                             "(image size or attributes differ): pass the checkpoint the model was exported from")
+        call = lambda b: ed.edit(work["crops"][:b], work["target"][:b], work["mask"][:b])
+        outputs[name] = call(min(2, len(work["crops"])))
+        log(f"{name}: loaded in {load_s:.2f} s")
+        configs.append({"name": name, "backend": name.split("/")[0], "precision": kwargs.get("dtype", "fp32"),
+                        "graph": "eager", "device": "gpu" if kwargs.get("device") == "cuda" else "cpu",
+                        "peak_precision": kwargs.get("dtype", "fp32"), "engine": False, "load_s": round(load_s, 3),
+                        "threads": eager_module.torch_threads(),
+                        "batches": time_batches(call, plan.batches, plan.budget, log, name)})
+        del ed, call
+        gc.collect()
+    return configs, absent, outputs
+
+
+def engine_configs(info, work, plan, log, reference=None) -> tuple[list[dict], dict]:
+    """Every installed engine backend x precision x graph path (fused editor graph / three graphs)."""
+    from faceedit.engine.backends import AUTO_ORDER, backend_class
+    from faceedit.engine.editor import Editor
+
+    configs, absent = [], {}
+    for name in AUTO_ORDER:
+        if plan.backends and name not in plan.backends:
+            continue
+        cls = backend_class(name)
+        ok, why = cls.available()
+        if not ok:
+            absent[name] = why
+            continue
+        for precision in cls.precisions:
+            paths = ("fused", "three-graph") if plan.three_graph else ("fused",)
+            for path in paths:
+                label = f"{name}/{precision}/{path}"
+                t0 = time.perf_counter()
+                try:
+                    ed = Editor.load(info, backend=name, precision=precision)
+                except Exception as e:   # e.g. no such graphs in this model, or the device cannot run it
+                    absent[f"{name}/{precision}"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    break
+                if path == "fused" and not ed.fused:
+                    absent[label] = f"no {precision} editor graph in the model directory (the engine runs three graphs)"
+                    continue
+                if path == "three-graph":
+                    ed.fused = False
+                call = lambda b: ed.edit(work["crops"][:b], work["changes"])
+                out2 = call(min(2, len(work["crops"])))
+                load_s = time.perf_counter() - t0
+                log(f"{label}: {ed.describe()}, loaded + first call in {load_s:.2f} s")
+                cfg = {"name": label, "backend": name, "precision": precision, "graph": path,
+                       "device": cls.device, "peak_precision": precision, "engine": True,
+                       "load_s": round(load_s, 3), "threads": getattr(ed.backend, "threads", None)}
+                if reference is not None:
+                    cfg["max_abs_diff_vs_eager_u8"] = int(np.abs(out2.astype(np.int16) - reference.astype(np.int16)).max())
+                cfg["batches"] = time_batches(call, plan.batches, plan.budget, log, label)
+                configs.append(cfg)
+                del ed, call
+                gc.collect()
+    return configs, absent
+
+
+def raw_openvino_configs(info, work, plan, log) -> tuple[list[dict], dict]:
+    from faceedit.engine.bench import raw_openvino as rov
+
+    ok, why = rov.available()
+    if not ok:
+        return [], {"openvino-raw": why}
+    configs, absent = [], {}
+    for precision in rov.PRECISIONS:
+        label = f"openvino-raw/{precision}/" + ("fused" if precision != "int8" else "three-graph")
+        try:
+            t0 = time.perf_counter()
+            runner = rov.RawOpenVINO(info, precision)
+            load_s = time.perf_counter() - t0
+        except Exception as e:
+            absent[label] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            continue
+        call = lambda b: runner.run(work["x"][:b], work["target"][:b], work["mask"][:b])
+        log(f"{label}: compiled in {load_s:.2f} s")
+        configs.append({"name": label, "backend": "openvino-raw", "precision": precision,
+                        "graph": "fused" if precision != "int8" else "three-graph", "device": "cpu",
+                        "peak_precision": precision, "engine": False, "load_s": round(load_s, 3),
+                        "batches": time_batches(call, plan.batches, plan.budget, log, label)})
+        del runner, call
+        gc.collect()
+    return configs, absent

@@ -1,0 +1,122 @@
+"""Terminal tables (rich) and the markdown headline for the README, from one result dict."""
+from __future__ import annotations
+
+from faceedit.engine.bench.targets import _b1, _best_thr
+
+
+def _fmt(v, spec=".3g", none="-"):
+    return none if v is None else format(v, spec)
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def config_rows(result: dict) -> list[dict]:
+    """One summary row per configuration: batch-1 percentiles, best throughput, ratios, % of peak."""
+    rows = []
+    for c in result.get("configs", []):
+        if not c.get("batches"):
+            continue
+        b1 = _b1(c) or {}
+        thr, b = _best_thr(c)
+        best = c["batches"][b]
+        rows.append({"name": c["name"], "gflops": None if not c.get("flops_per_image") else c["flops_per_image"] / 1e9,
+                     "b1_p50": b1.get("p50_ms"), "b1_p95": b1.get("p95_ms"), "b1_p99": b1.get("p99_ms"),
+                     "b1_vs_eager": b1.get("vs_eager"), "best_thr": thr, "best_batch": b,
+                     "best_vs_eager": best.get("vs_eager"), "peak_fraction": best.get("fraction_of_peak"),
+                     "peak_precision": c.get("peak_precision")})
+    return rows
+
+
+def print_report(result: dict, console=None):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    m = result["machine"]
+    console.print(f"[bold]faceedit bench[/] on {m['kind']}: {m['cpu']}, {m['cores']} cores"
+                  + (f", GPU {', '.join(m['gpus'])}" if m.get("gpus") else "") + (f" [{result['mode']}]" if result.get("mode", "full") != "full" else ""))
+    for device, peak in (result.get("peak") or {}).items():
+        found = [f"{p} {peak[p]['gflops']:.0f} GFLOP/s ({peak[p].get('method')})" for p in ("fp32", "bf16", "fp16", "int8")
+                 if p in peak]
+        console.print(f"measured {device} peak (MatMul {peak.get('matmul_n')}): " + (", ".join(found) or "none"))
+
+    t = Table(title="crop edit: batch-1 latency, best throughput, vs PyTorch eager (same run)")
+    for col, j in (("configuration", "left"), ("GFLOP/img", "right"), ("b1 p50 ms", "right"), ("p95", "right"),
+                   ("p99", "right"), ("b1 x eager", "right"), ("best img/s", "right"), ("@batch", "right"),
+                   ("x eager", "right"), ("% of peak", "right")):
+        t.add_column(col, justify=j)
+    for r in config_rows(result):
+        t.add_row(r["name"], _fmt(r["gflops"]), _fmt(r["b1_p50"]), _fmt(r["b1_p95"]), _fmt(r["b1_p99"]),
+                  _fmt(r["b1_vs_eager"], ".2f"), f"{r['best_thr']:.0f}", str(r["best_batch"]),
+                  _fmt(r["best_vs_eager"], ".2f"), _pct(r["peak_fraction"]))
+    console.print(t)
+
+    batches = sorted({int(b) for c in result.get("configs", []) for b in c["batches"]})
+    t = Table(title="p50 ms per call / throughput img/s, by batch size")
+    t.add_column("configuration")
+    for b in batches:
+        t.add_column(str(b), justify="right")
+    for c in result.get("configs", []):
+        if c.get("batches"):
+            t.add_row(c["name"], *[f"{c['batches'][str(b)]['p50_ms']:.3g} / {c['batches'][str(b)]['throughput_ips']:.0f}"
+                                   if str(b) in c["batches"] else "-" for b in batches])
+    console.print(t)
+
+    if result.get("concurrency"):
+        t = Table(title=f"dynamic batcher ({result.get('summary', {}).get('batcher_config', '?')})")
+        for col in ("clients", "max delay ms", "img/s", "p50 ms", "p99 ms", "mean batch"):
+            t.add_column(col, justify="right")
+        for r in result["concurrency"]:
+            t.add_row(str(r["clients"]), _fmt(r["max_delay_ms"]), f"{r['throughput_ips']:.0f}", _fmt(r.get("p50_ms")),
+                      _fmt(r.get("p99_ms")), f"{r['mean_batch']:.1f}")
+        console.print(t)
+
+    e2e = result.get("end_to_end", {})
+    for key, label in (("photo", "1-MP photo end to end"), ("load", "engine load"), ("cold_run", "cold `faceedit run`")):
+        v = e2e.get(key) or {}
+        if v.get("absent"):
+            console.print(f"{label}: [yellow]absent[/] ({v['absent']})")
+        elif key == "photo" and "p50_ms" in v:
+            console.print(f"{label}: p50 {v['p50_ms']:.3g} ms, p95 {v['p95_ms']:.3g}, p99 {v['p99_ms']:.3g} ({v.get('detail', '')})")
+        elif key == "load" and v:
+            console.print(f"{label}: " + ", ".join(f"{k} {s:.3g} s" for k, s in v.items() if isinstance(s, (int, float))))
+        elif key == "cold_run" and v.get("wall_s_median") is not None:
+            console.print(f"{label}: median {v['wall_s_median']:.3g} s wall, peak RSS {v['peak_rss_mb']:.0f} MB")
+        elif key == "cold_run" and v:
+            console.print(f"{label}: [red]failed[/] ({v.get('error', '')})")
+
+    absent = result.get("absent", {})
+    if absent:
+        console.print("[dim]absent: " + "; ".join(f"{k}: {v}" for k, v in absent.items()) + "[/]")
+
+    t = Table(title="targets")
+    for col in ("target", "goal", "measured", "", "detail"):
+        t.add_column(col)
+    for x in result.get("targets", []):
+        mark = {True: "[green]pass[/]", False: "[red]miss[/]", None: "[yellow]absent[/]"}[x["pass"]]
+        t.add_row(x["name"], x["target"], _fmt(x["measured"], ".3g") + (f" {x['unit']}" if x["measured"] is not None else ""),
+                  mark, x["detail"])
+    console.print(t)
+
+
+def markdown(result: dict) -> str:
+    """The headline table for the README (and benchmarks/README.md)."""
+    m = result["machine"]
+    lines = [f"Measured by `faceedit bench` on {m['kind']} ({m['cpu']}, {m['cores']} cores"
+             + (f", {', '.join(m['gpus'])}" if m.get("gpus") else "") + f"), {result['created'][:10]}"
+             + {"quick": " (quick run)", "tiny": " (tiny smoke run: timings meaningless)"}.get(result.get("mode"), "")
+             + f". Aligned {result.get('model', {}).get('image_size', '?')}px crops, uint8 in and out, one attribute edit each; "
+             "x PyTorch eager = eager p50 / p50 at batch 1, same run; % of peak at the best batch.", "",
+             "| configuration | batch-1 p50 ms | p99 ms | x PyTorch eager | best img/s (batch) | % of peak |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in config_rows(result):
+        lines.append(f"| {r['name']} | {_fmt(r['b1_p50'])} | {_fmt(r['b1_p99'])} | {_fmt(r['b1_vs_eager'], '.2f')} | "
+                     f"{r['best_thr']:.0f} ({r['best_batch']}) | {_pct(r['peak_fraction'])} |")
+    lines += ["", "| target | goal | measured | |", "| --- | --- | ---: | --- |"]
+    for x in result.get("targets", []):
+        mark = {True: "pass", False: "miss", None: "absent"}[x["pass"]]
+        lines.append(f"| {x['name']} | {x['target']} | "
+                     f"{_fmt(x['measured'], '.3g') + ' ' + x['unit'] if x['measured'] is not None else '-'} | {mark} |")
+    return "\n".join(lines) + "\n"

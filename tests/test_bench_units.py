@@ -1,0 +1,139 @@
+"""Benchmark building blocks that need no model: FLOP counting, timing, targets, reports, cold runs."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from faceedit.engine.bench import coldrun, report, results, targets, timing
+
+
+def _graph():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
+             (("w1", (8, 3, 3, 3)), ("w2", (8, 4, 4, 4)), ("w3", (10, 5)), ("w4", (6, 7)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h1"], pads=[1, 1, 1, 1]),                    # 8*16*16 * 3*9
+             helper.make_node("ConvTranspose", ["h1", "w2"], ["h2"], strides=[2, 2], pads=[1, 1, 1, 1]),  # 8*16*16 * 4*16
+             helper.make_node("Gemm", ["v", "w3"], ["g"]),                                          # 10*5
+             helper.make_node("MatMul", ["m", "w4"], ["mm"]),                                       # 4*7 * 6
+             helper.make_node("Relu", ["mm"], ["r"])]
+    g = helper.make_graph(nodes, "t",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16]),
+                           helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", 10]),
+                           helper.make_tensor_value_info("m", TensorProto.FLOAT, ["N", 4, 6])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("h2", "g", "r")], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_flops_counts_conv_convtranspose_gemm_matmul():
+    from faceedit.engine.bench.flops import count_macs
+    expected = {"Conv": 8 * 16 * 16 * 27, "ConvTranspose": 8 * 16 * 16 * 64, "Gemm": 50, "MatMul": 168}
+    for batch in (1, 3):
+        got = count_macs(_graph(), batch=batch)
+        assert got["by_op"] == expected
+        assert got["macs_per_image"] == sum(expected.values())
+        assert got["flops_per_image"] == 2 * sum(expected.values())
+        assert got["unknown_nodes"] == []
+
+
+def test_timing_percentiles_and_throughput():
+    calls = []
+    s = timing.measure(lambda: calls.append(1), timing.Budget(warmup=2, min_iters=5, min_seconds=0, max_seconds=1))
+    assert len(s) >= 5 and len(calls) == len(s) + 2
+    summary = timing.summarize([0.01] * 99 + [0.02], items_per_call=4)
+    assert summary["p50_ms"] == pytest.approx(10) and summary["p99_ms"] > 10
+    assert summary["throughput_ips"] == pytest.approx(4 * 100 / 1.01, rel=1e-3)
+
+
+def _result():
+    def cfg(name, backend, precision, b1, thr, frac=None, engine=True):
+        return {"name": name, "backend": backend, "precision": precision, "engine": engine, "peak_precision": precision,
+                "flops_per_image": 1e9, "batches": {"1": {"p50_ms": b1, "p95_ms": b1, "p99_ms": b1, "throughput_ips": 1e3 / b1,
+                                                        "vs_eager": None},
+                                                  "8": {"p50_ms": 8e3 / thr, "p95_ms": 1, "p99_ms": 1, "throughput_ips": thr,
+                                                        "fraction_of_peak": frac}}}
+    return {"schema": results.SCHEMA, "created": "2026-11-27T02:00:00", "quick": False,
+            "machine": {"kind": "cpu-2core", "cpu": "test cpu", "cores": 2, "gpus": []},
+            "peak": {"cpu": {"matmul_n": 64, "fp32": {"gflops": 100.0, "method": "numpy"}}},
+            "summary": {"batcher_offline_throughput_ips": 500.0},
+            "configs": [cfg("pytorch-eager/fp32", "pytorch", "fp32", 10.0, 100.0, engine=False),
+                        cfg("onnxruntime/fp32/fused", "onnxruntime", "fp32", 2.0, 300.0, 0.6),
+                        cfg("onnxruntime/int8/fused", "onnxruntime", "int8", 2.5, 700.0, 0.1),
+                        cfg("openvino/bf16/fused", "openvino", "bf16", 3.0, 900.0, 0.85),
+                        cfg("openvino-raw/bf16/fused", "openvino-raw", "bf16", 3.0, 950.0, 0.9, engine=False)],
+            "concurrency": [{"clients": 64, "max_delay_ms": 2, "throughput_ips": 460.0, "p50_ms": 1, "p99_ms": 2,
+                             "mean_batch": 30.0}],
+            "end_to_end": {"photo": {"p50_ms": 35.0, "p95_ms": 40, "p99_ms": 41},
+                           "cold_run": {"ok": True, "wall_s_median": 0.7, "peak_rss_mb": 120.0}}}
+
+
+def test_targets_pass_and_miss():
+    t = {x["name"]: x for x in targets.evaluate(_result())}
+    assert t["batch-1 crop edit vs PyTorch eager"]["measured"] == pytest.approx(5.0)
+    assert t["batch-1 crop edit vs PyTorch eager"]["pass"] is True
+    assert t["batch-1 vs OpenVINO best precision"]["measured"] == pytest.approx(1.5)
+    assert t["batched throughput vs roofline"]["pass"] is True       # openvino bf16 is the fastest
+    assert t["reduced precision vs fp32 (onnxruntime)"]["measured"] == pytest.approx(700 / 500, rel=1e-3)  # fp32 peaks at batch 1
+    assert t["batcher, 64 clients vs best offline"]["pass"] is True
+    assert t["1-MP photo end to end p50"]["pass"] is True
+    assert t["cold `faceedit run`"]["pass"] is False
+    assert t["runtime peak RSS"]["pass"] is True
+
+
+def test_targets_absent_without_baseline():
+    r = _result()
+    r["configs"] = r["configs"][1:]
+    r["end_to_end"] = {}
+    t = {x["name"]: x for x in targets.evaluate(r)}
+    assert t["batch-1 crop edit vs PyTorch eager"]["pass"] is None
+    assert "baseline absent" in t["batch-1 crop edit vs PyTorch eager"]["detail"]
+    assert t["cold `faceedit run`"]["pass"] is None
+
+
+def test_report_and_markdown(tmp_path):
+    from rich.console import Console
+    r = _result()
+    r["targets"] = targets.evaluate(r)
+    console = Console(record=True, width=200)
+    report.print_report(r, console)
+    text = console.export_text()
+    assert "onnxruntime/int8/fused" in text and "miss" in text
+    md = report.markdown(r)
+    assert md.count("\n| ") >= 8 and "| cold `faceedit run` | <= 0.6 s | 0.7 s | miss |" in md
+    path = results.write_json(tmp_path / "r.json", r)
+    assert results.read_json(path)["configs"][1]["name"] == "onnxruntime/fp32/fused"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from faceedit.engine.bench.plots import plot
+    path = plot(_result(), tmp_path / "r.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cold_run_reports_wall_time_rss_and_failure():
+    ok = coldrun.cold_runs([sys.executable, "-c", "import numpy"], repeats=2)
+    assert ok["ok"] and 0 < ok["wall_s_median"] < 30 and 5 < ok["peak_rss_mb"] < 1000
+    bad = coldrun.cold_runs([sys.executable, "-c", "import sys; sys.exit('boom')"], repeats=1)
+    assert not bad["ok"] and bad["runs"][0]["exit_code"] == 1 and bad["runs"][0]["stderr_tail"] == "boom"
+
+
+def test_concurrency_counts_requests():
+    from faceedit.engine.bench.concurrency import run_clients
+    import time
+    out = run_clients(lambda: time.sleep(0.002), clients=4, seconds=0.2, warmup_s=0.05)
+    assert out["requests"] > 10 and out["errors"] == 0 and out["p50_ms"] >= 2
+
+
+def test_machine_description_is_json():
+    from faceedit.engine.bench.machine import describe, machine_kind
+    d = describe()
+    json.dumps(d)
+    assert d["cores"] >= 1 and "onnxruntime" in d["versions"]
+    assert machine_kind(["NVIDIA H100 80GB HBM3"]) == "gpu-h100"
+    assert machine_kind([]).startswith("cpu-")

@@ -195,16 +195,10 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
                 paths = {n: tmp / f"{n}.fp16.onnx" for n in ("encoder", "attributes", "decoder", "editor")}
                 for n, p in paths.items():
                     quantize.convert_fp16(tmp / f"{n}.onnx", p)
-                # accuracy measured with ONNX Runtime CPU (fp16 kernels); the editor is fp16 of the same graphs
-                runners = {n: session(p) for n, p in paths.items() if n != "editor"}
-                keep("fp16 (for GPUs)", "fp16", {k: v for k, v in paths.items() if k != "editor"}, runners,
+                # accuracy measured with ONNX Runtime's CPU fp16 kernels; on GPUs it runs CUDA/TensorRT providers
+                keep("fp16 (for GPUs)", "fp16", paths, {n: session(p) for n, p in paths.items()},
                      {"runtime": "onnxruntime (CUDA/TensorRT providers)", "io": "float32",
                       "measured_on": "onnxruntime CPU"})
-                if set(precisions["fp16"]["rejected"]):
-                    paths["editor"].unlink(missing_ok=True)
-                else:
-                    e = graphs["editor"]["fp32"]
-                    graphs["editor"]["fp16"] = file_entry(paths["editor"], e["inputs"], e["outputs"])
                 versions_extra.append("onnxconverter_common")
             else:
                 log(f"fp16 skipped: {why}")

@@ -82,6 +82,16 @@ def convert_fp16(src: Path, dst: Path) -> None:
     """fp16 weights and arithmetic for GPUs, float32 inputs/outputs so callers do not change."""
     import onnx
     from onnxconverter_common import float16
-    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    # the editor's threshold (Greater vs a float32 constant) stays float32; the converter then types the
+    # Cast bool->float after it as fp16 in value_info but leaves its `to` at float: make them agree
+    block = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Greater"]
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=block)
+    fp16_values = {v.name for v in model.graph.value_info
+                   if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for a in node.attribute:
+                if a.name == "to" and a.i == onnx.TensorProto.FLOAT:
+                    a.i = onnx.TensorProto.FLOAT16
     onnx.checker.check_model(model)
     onnx.save_model(model, str(dst))

@@ -1,0 +1,102 @@
+"""`faceedit export`: checkpoint -> model directory (+ optional TensorRT engines, Triton repository).
+Needs the [train] extra (torch, onnx)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+
+def _parse_batch(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--trt-batch must be MIN,OPT,MAX (e.g. 1,8,64), got '{text}'") from None
+    if not 1 <= lo <= opt <= hi:
+        raise UserError(f"--trt-batch must satisfy 1 <= MIN <= OPT <= MAX, got '{text}'")
+    return lo, opt, hi
+
+
+def _summary(console, manifest: dict, out: Path):
+    from rich.table import Table
+    t = Table(title=f"model directory {out}", show_lines=False)
+    for col in ("graph", "precision", "file", "MB"):
+        t.add_column(col, justify="right" if col == "MB" else "left")
+    for graph, precisions in manifest["graphs"].items():
+        for precision, entry in precisions.items():
+            t.add_row(graph, precision, entry["path"], f"{entry['bytes'] / 1e6:.2f}")
+    if manifest.get("judge"):
+        t.add_row("judge", "fp32", manifest["judge"]["path"], f"{manifest['judge']['bytes'] / 1e6:.2f}")
+    for key, entry in (manifest.get("tensorrt") or {}).get("engines", {}).items():
+        t.add_row(key.split("/")[0], "TensorRT fp16", entry["path"], f"{entry['bytes'] / 1e6:.2f}")
+    console.print(t)
+    p = Table(title="reduced precision vs fp32 (held-out faces)")
+    for col in ("precision", "attribute agreement", "PSNR dB", "status"):
+        p.add_column(col)
+    for name, rec in manifest["precisions"].items():
+        if name == "fp32":
+            continue
+        if "skipped" in rec:
+            p.add_row(name, "-", "-", f"skipped: {rec['skipped']}")
+            continue
+        status = "rejected: " + ", ".join(rec["rejected"]) if rec["rejected"] else "all graphs accepted"
+        p.add_row(name, f"{rec['attribute_agreement']:.4f}", f"{rec['psnr_db']:.1f}", status)
+    console.print(p)
+
+
+def register(app: typer.Typer):
+    @app.command("export")
+    @friendly
+    def export(checkpoint: Path = typer.Option(..., "--checkpoint", help="Training checkpoint (.pt)."),
+               out: Path = typer.Option(..., "--out", help="Model directory to write (replaced atomically)."),
+               calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="CelebA-layout folder for int8 calibration (default: the checkpoint's data folder)."),
+               calib_size: int = typer.Option(256, "--calib-size", help="Train images used to calibrate int8."),
+               eval_size: int = typer.Option(256, "--eval-size", help="Held-out (val) images that measure each variant."),
+               int8: bool = typer.Option(True, "--int8/--no-int8", help="ONNX Runtime int8 (QDQ) variant."),
+               fp16: bool = typer.Option(True, "--fp16/--no-fp16", help="fp16 variant for GPUs (float32 IO)."),
+               openvino: bool = typer.Option(True, "--openvino/--no-openvino", help="OpenVINO bf16 figures and NNCF int8 IR."),
+               min_agreement: float = typer.Option(0.99, "--min-agreement", help="Budget: attribute decisions that must agree with fp32."),
+               min_psnr: float = typer.Option(35.0, "--min-psnr", help="Budget: PSNR (dB) of decoded images vs fp32."),
+               judge: Optional[Path] = typer.Option(None, "--judge", help="Judge checkpoint to include as judge.onnx (evaluation only)."),
+               eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="`faceedit eval` JSON whose summary goes into the manifest."),
+               tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT fp16 engines (needs an NVIDIA GPU + TensorRT)."),
+               trt_batch: str = typer.Option("1,8,64", "--trt-batch", help="TensorRT optimization profile batch MIN,OPT,MAX."),
+               triton: Optional[Path] = typer.Option(None, "--triton", help="Also write a Triton model repository here."),
+               triton_max_batch: int = typer.Option(64, "--triton-max-batch"),
+               triton_queue_delay_us: int = typer.Option(500, "--triton-queue-delay-us"),
+               threads: int = typer.Option(0, "--threads", help="CPU threads (0: up to 8).")):
+        """Export a checkpoint to a self-describing model directory the engine runs without PyTorch.
+
+        Example: faceedit export --checkpoint runs/celeba64/best.pt --out models/celeba64 --judge runs/judge/judge.pt
+        """
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UserError("export needs PyTorch: pip install 'faceedit[train]'") from None
+        if not 0 < min_agreement <= 1:
+            raise UserError("--min-agreement must be in (0, 1]")
+        batch = _parse_batch(trt_batch)
+        if triton_max_batch < 1 or triton_queue_delay_us < 0:
+            raise UserError("--triton-max-batch must be >= 1 and --triton-queue-delay-us >= 0")
+        from rich.console import Console
+
+        from faceedit.export import ExportError, export_model, write_triton
+        console = Console(stderr=False, highlight=False)
+        log = lambda msg: console.print(msg, markup=False)
+        try:
+            with console.status("exporting...", spinner="dots"):
+                manifest = export_model(checkpoint, out, calib_data=calib_data, int8=int8, openvino=openvino,
+                                        fp16=fp16, judge=judge, eval_json=eval_json, log=log,
+                                        budget={"min_attribute_agreement": min_agreement, "min_psnr_db": min_psnr},
+                                        calib_size=calib_size, eval_size=eval_size, tensorrt=tensorrt,
+                                        trt_batch=batch, threads=threads)
+                if triton:
+                    names = write_triton(out, triton, max_batch_size=triton_max_batch,
+                                         max_queue_delay_us=triton_queue_delay_us)
+                    log(f"wrote Triton repository {triton} ({', '.join(names)})")
+        except ExportError as e:
+            raise UserError(str(e)) from None
+        _summary(console, manifest, out)

@@ -335,7 +335,7 @@ def test_kill_9_mid_export_leaves_the_earlier_directory_intact(exported, tiny_ch
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script, str(tiny_checkpoint), str(target)], env=env)
     staging = tmp_path / f".model.tmp-{proc.pid}"
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # generous: importing torch on a busy 2-core machine is slow
     try:
         # kill once the new directory is being written (its first graph is on disk)
         while time.time() < deadline and not (staging / "encoder.onnx").exists():

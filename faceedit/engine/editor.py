@@ -1,0 +1,203 @@
+"""Editor: the embeddable API over a model directory and one backend.
+
+    editor = Editor.load()                                   # shipped model, fastest backend here
+    probs = editor.attributes(face)                          # {"Young": 0.93, ...}
+    out = editor.edit(faces, {"young": 1, "smiling": 0.3})   # residual edit at each crop's own size
+
+Images are aligned face crops, uint8 HxWx3 RGB, any size (resized to the model's); one image, a list or an
+NxHxWx3 array, and results come back in the same form. Every method is safe to call from many threads."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceedit.attributes import resolve
+from faceedit.engine import tensors
+from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
+from faceedit.engine.errors import BackendUnavailable, EngineError
+from faceedit.engine.model import ModelInfo
+
+VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
+MAX_BATCH = 32             # rows per backend call: bounds memory; the batcher never sends more
+
+
+@dataclass
+class EditOutput:
+    images: list            # uint8 crops at their own sizes
+    before: np.ndarray      # [N, A] attribute probabilities of the inputs
+    edited_small: np.ndarray  # [N, 3, S, S] the model-size result (residual or raw), for the attribute head
+
+
+class Editor:
+    def __init__(self, model: ModelInfo, backend, precision: str, selection: str = ""):
+        self.model = model
+        self.backend = backend
+        self.precision = precision
+        self.selection = selection or f"{backend.name}, {precision}"
+        self.size = model.image_size
+        self.attribute_names = list(model.attribute_names)
+        self._graphs: dict = {}
+        self._lock = threading.Lock()
+        self.fused = backend.has(model, "editor", precision)
+
+    # ---- loading -----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model=None, backend: str = "auto", precision: str = "auto", threads: int = 0,
+             verify: bool = True, cache: bool = True) -> "Editor":
+        """model: a model directory, a model name, or None for the shipped default. backend: auto or a name
+        from faceedit.engine.backends.NAMES. precision: auto (the fastest variant the export accepted within
+        its accuracy budget for that backend: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32), or
+        fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it."""
+        info = model if isinstance(model, ModelInfo) else ModelInfo.load(model, verify=verify)
+        name = canonical_name(backend)
+        if name != "auto":
+            b = cls._make(name, threads, cache)
+            p = b.auto_precision(info) if precision == "auto" else precision
+            ed = cls(info, b, p, f"{b.name} (requested), {p}")
+            ed._probe()
+            return ed
+        skipped = []
+        for cand in AUTO_ORDER:
+            try:
+                b = cls._make(cand, threads, cache)
+                p = b.auto_precision(info) if precision == "auto" else precision
+                if not b.has(info, "attributes", p):
+                    raise BackendUnavailable(f"no {p} graphs for it in this model")
+                ed = cls(info, b, p, "")
+                ed._probe()
+            except Exception as e:  # not installed, no device, or fails on this model: try the next one
+                skipped.append(f"{cand}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                continue
+            ed.selection = f"{b.name} (auto: fastest available here), {p}"
+            ed.skipped = skipped
+            return ed
+        raise BackendUnavailable("no backend can run this model here: " + "; ".join(skipped))
+
+    @staticmethod
+    def _make(name, threads, cache):
+        cls = backend_class(name)
+        ok, why = cls.available()
+        if not ok:
+            raise BackendUnavailable(f"backend {name} is not available: {why}")
+        return cls(threads=threads, cache=cache)
+
+    def _probe(self):
+        """Load the smallest graph and run one row: a backend that installs but cannot run fails here."""
+        x = np.zeros((1, 3, self.size, self.size), np.float32)
+        self._graph("attributes").run({"image": x})
+
+    def _graph(self, name):
+        g = self._graphs.get(name)
+        if g is None:
+            with self._lock:  # graphs load on first use (a cold `faceedit attrs` never loads the decoder)
+                g = self._graphs.get(name)
+                if g is None:
+                    g = self._graphs[name] = self.backend.load(self.model, name, self.precision)
+        return g
+
+    def describe(self) -> str:
+        return f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
+
+    # ---- attribute vectors -------------------------------------------------------------------------
+    def change_vectors(self, changes: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """{"young": 1, "smiling": 0.3} -> (target [A], mask [A]). Unknown names and values outside -1..2
+        raise EngineError with a one-line message."""
+        a = len(self.attribute_names)
+        target, mask = np.zeros(a, np.float32), np.zeros(a, np.float32)
+        changes = dict(changes or {})
+        try:
+            names = resolve(list(changes), self.attribute_names) if changes else []
+        except ValueError as e:
+            raise EngineError(str(e)) from None
+        for requested, name in zip(changes, names):
+            try:
+                v = float(changes[requested])
+            except (TypeError, ValueError):
+                raise EngineError(f"value for {requested} must be a number, got {changes[requested]!r}") from None
+            if not (VALUE_RANGE[0] <= v <= VALUE_RANGE[1]) or v != v:
+                raise EngineError(f"value {v:g} for {requested} is out of range: use 0 (off) .. 1 (on), "
+                                  f"or {VALUE_RANGE[0]:g} .. {VALUE_RANGE[1]:g} to extrapolate")
+            i = self.attribute_names.index(name)
+            target[i], mask[i] = v, 1.0
+        return target, mask
+
+    # ---- the model, on tensors -----------------------------------------------------------------------
+    def run_edit(self, x: np.ndarray, target: np.ndarray, mask: np.ndarray):
+        """x [N,3,S,S], target/mask [N,A] -> (edited, reconstruction, probabilities), in chunks of MAX_BATCH."""
+        if len(x) > MAX_BATCH:
+            parts = [self.run_edit(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
+                     for i in range(0, len(x), MAX_BATCH)]
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        if self.fused:
+            return tuple(self._graph("editor").run({"image": x, "target": target, "mask": mask}))
+        # no fused graph at this precision (int8 has none): the same maths from the three graphs
+        mu = self._graph("encoder").run({"image": x})[0]
+        probs = self._graph("attributes").run({"image": x})[0]
+        source = (probs > 0.5).astype(np.float32)
+        y = mask * target + (1 - mask) * source
+        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})[0]
+        n = len(x)
+        return both[:n], both[n:], probs
+
+    def run_attributes(self, x: np.ndarray) -> np.ndarray:
+        g = self._graph("attributes")
+        return np.concatenate([g.run({"image": x[i:i + MAX_BATCH]})[0] for i in range(0, len(x), MAX_BATCH)])
+
+    def run_decoder(self, z: np.ndarray, attrs: np.ndarray) -> np.ndarray:
+        g = self._graph("decoder")
+        return np.concatenate([g.run({"z": z[i:i + MAX_BATCH], "attributes": attrs[i:i + MAX_BATCH]})[0]
+                               for i in range(0, len(z), MAX_BATCH)])
+
+    def finish(self, crop: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, raw: bool) -> np.ndarray:
+        """One crop's result at its own size: crop + upsample(edited - reconstruction), or the raw output."""
+        h, w = crop.shape[:2]
+        if raw:
+            return tensors.resize(tensors.to_uint8(edited), w, h)
+        return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
+
+    def edit_crops(self, crops: list[np.ndarray], target: np.ndarray, mask: np.ndarray, raw: bool = False) -> EditOutput:
+        """The batch workhorse: crops (HxWx3 uint8), per-row target/mask [N,A] (or one row for all)."""
+        n = len(crops)
+        x = tensors.to_tensor(crops, self.size)
+        target = np.ascontiguousarray(np.broadcast_to(target, (n, len(self.attribute_names))), np.float32)
+        mask = np.ascontiguousarray(np.broadcast_to(mask, target.shape), np.float32)
+        edited, recon, probs = self.run_edit(x, target, mask)
+        outs = [self.finish(c, edited[i], recon[i], raw) for i, c in enumerate(crops)]
+        # what the attribute head sees of the result: the model-size residual (or raw) image
+        small = edited if raw else np.clip(x + (edited - recon), -1.0, 1.0)
+        return EditOutput(outs, probs, small)
+
+    # ---- public API on images ----------------------------------------------------------------------
+    def attributes(self, images):
+        """One image -> {name: probability}; a batch -> float32 array [N, A] (columns: attribute_names)."""
+        crops, form = tensors.split_batch(images)
+        probs = self.run_attributes(tensors.to_tensor(crops, self.size))
+        if form == "single":
+            return {n: float(p) for n, p in zip(self.attribute_names, probs[0])}
+        return probs
+
+    def edit(self, images, changes: dict, raw: bool = False):
+        """Set attributes ({"young": 1, "smiling": 0.3}); others keep the face's own. Residual by default
+        (the photo's detail kept), raw=True for the decoder's output resized to each crop's size."""
+        crops, form = tensors.split_batch(images)
+        target, mask = self.change_vectors(changes)
+        return tensors.join_batch(self.edit_crops(crops, target, mask, raw).images, form)
+
+    def reconstruct(self, images):
+        """The decoder's reconstruction (the face's own attributes), resized to each crop's size."""
+        crops, form = tensors.split_batch(images)
+        a = len(self.attribute_names)
+        out = self.edit_crops(crops, np.zeros(a, np.float32), np.zeros(a, np.float32), raw=True)
+        return tensors.join_batch(out.images, form)
+
+    def sample(self, n: int, attributes: dict | None = None, seed: int | None = None) -> np.ndarray:
+        """n new faces [n, S, S, 3] uint8 with the given attributes (others at the model's defaults)."""
+        if n < 1:
+            raise EngineError(f"count must be at least 1, got {n}")
+        target, mask = self.change_vectors(attributes)
+        attrs = np.where(mask > 0, target, np.asarray(self.model.defaults, np.float32)).astype(np.float32)
+        z = np.random.default_rng(seed).standard_normal((n, *self.model.z_shape)).astype(np.float32)
+        images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
+        return np.stack([tensors.to_uint8(t) for t in images])

@@ -1,0 +1,37 @@
+"""The runtime's exceptions. User-caused ones are ValueErrors with a one-line message, so the CLI (and any
+caller that already handles ValueError) reports them as they are."""
+from __future__ import annotations
+
+from faceedit.manifest import ManifestError as ModelError  # missing, damaged or tampered model directory
+
+
+class EngineError(ValueError):
+    """Something the caller can fix: a bad argument, image, attribute or backend choice."""
+
+
+class BackendUnavailable(EngineError):
+    """The requested backend (or precision on it) is not installed or cannot run here."""
+
+
+class ImageError(EngineError):
+    """A file that cannot be used as an image: unreadable, corrupt, not an image, or too large."""
+
+
+class DecompressionBomb(ImageError):
+    """More pixels than the configured cap (a decompression bomb, or a photo bigger than allowed)."""
+
+
+class NoFaceFound(EngineError):
+    """Face detection found nothing in a photo."""
+
+
+class Overloaded(RuntimeError):
+    """The dynamic batcher's queue is full: the caller should back off and retry (HTTP 503 territory)."""
+
+
+class BatcherClosed(RuntimeError):
+    """submit() after the batcher was closed."""
+
+
+__all__ = ["ModelError", "EngineError", "BackendUnavailable", "ImageError", "DecompressionBomb", "NoFaceFound",
+           "Overloaded", "BatcherClosed"]

@@ -1,0 +1,65 @@
+"""Find a model directory (a path, a name, or the shipped default) and read its verified manifest."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceedit.engine.errors import ModelError
+from faceedit.manifest import load_manifest
+
+
+def models_root() -> Path:
+    from faceedit.models import MODELS_DIR
+    return MODELS_DIR
+
+
+def find_model_dir(model=None) -> Path:
+    """None -> the shipped default; an existing path -> itself; a bare name -> a folder of that name under
+    $FACEEDIT_MODELS (if set) or the package's models folder."""
+    if model is None or str(model) in ("", "default"):
+        from faceedit.models import DEFAULT_MODEL
+        if not (DEFAULT_MODEL / "manifest.json").is_file():
+            raise ModelError(f"the default model is not installed ({DEFAULT_MODEL} has no manifest.json): "
+                             "pass --model MODEL_DIR (a folder written by `faceedit export`)")
+        return DEFAULT_MODEL
+    p = Path(model).expanduser()
+    if p.exists() or os.sep in str(model) or str(model).startswith("."):
+        return p
+    roots = [Path(r) for r in os.environ.get("FACEEDIT_MODELS", "").split(os.pathsep) if r] + [models_root()]
+    for root in roots:
+        if (root / str(model)).is_dir():
+            return root / str(model)
+    raise ModelError(f"model '{model}' not found: not a folder, and no model of that name in "
+                     + ", ".join(str(r) for r in roots))
+
+
+@dataclass
+class ModelInfo:
+    """What the runtime needs from a manifest, checked once."""
+    path: Path
+    manifest: dict
+    image_size: int
+    z_shape: tuple
+    attribute_names: list
+    defaults: list
+    crop: dict
+    graphs: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model=None, verify: bool = True) -> "ModelInfo":
+        path = find_model_dir(model)
+        m = load_manifest(path, verify=verify)
+        try:
+            names = [a["name"] for a in m["attributes"]]
+            defaults = [float(a.get("default") or 0.0) for a in m["attributes"]]
+            info = cls(path=path, manifest=m, image_size=int(m["image_size"]), z_shape=tuple(m["z_shape"]),
+                       attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}/manifest.json lacks a required field ({e}): the model directory is damaged") from None
+        if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":
+            raise ModelError(f"{path}: unsupported layout {m.get('layout')}/{m.get('channel_order')} (expected NCHW RGB)")
+        return info
+
+    def precisions_of(self, graph: str) -> list[str]:
+        return list((self.graphs.get(graph) or {}).keys())

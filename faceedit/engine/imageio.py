@@ -1,0 +1,150 @@
+"""Reading and writing photos: every common format and mode in, 8-bit RGB (+ alpha kept) out, EXIF rotation
+applied, decompression bombs refused before decoding, outputs written to a temp name and renamed."""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceedit.engine.errors import DecompressionBomb, EngineError, ImageError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+           ".tiff": "TIFF"}
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_pil_limit_lock = threading.Lock()
+
+
+@dataclass
+class Photo:
+    rgb: np.ndarray               # HxWx3 uint8, upright
+    alpha: np.ndarray | None      # HxW uint8 when the file had transparency
+    path: Path | None = None
+    source_mode: str = ""
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        return np.clip(a * (255.0 if a.max(initial=0) <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+    # 16-bit (and 32-bit 'I' mode that holds 16-bit data): keep the top 8 bits of the range actually used
+    top = 65535 if a.max(initial=0) > 255 else 255
+    return np.clip(a.astype(np.float32) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_photo(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode an image file. Raises ImageError (one line) for anything that is not a readable image, and
+    DecompressionBomb when it has more than max_pixels pixels (checked from the header, before decoding)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image not found: {p}")
+    if p.is_dir():
+        raise ImageError(f"{p} is a folder, not an image")
+    try:
+        with _pil_limit_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # our own cap below; Pillow's would refuse what the user allowed
+            try:
+                im = Image.open(p)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        with im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise DecompressionBomb(f"{p.name} is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP "
+                                        "limit (a decompression bomb?): raise it with --max-pixels if you trust it")
+            im.load()
+            mode = im.mode
+            im = ImageOps.exif_transpose(im) or im
+            return _convert(im, p, mode)
+    except (ImageError, EngineError):
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{p.name} is not an image (or not a format Pillow can read)") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {p}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{p.name} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _convert(im, p: Path, mode: str) -> Photo:
+    alpha = None
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "RGBa"):
+        a = np.asarray(im.getchannel("A"))
+        alpha = None if a.min() == 255 else a.copy()
+        im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    a = np.asarray(im)
+    if a.ndim == 2:  # greyscale, 1-bit, 16/32-bit integer, float
+        a = _to_uint8(a)
+        rgb = np.repeat(a[:, :, None], 3, axis=2)
+    else:
+        rgb = _to_uint8(a[:, :, :3])
+    return Photo(np.ascontiguousarray(rgb), alpha, p, mode)
+
+
+def output_format(path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise EngineError(f"cannot write '{suffix or Path(path).name}' files: use one of {', '.join(sorted(FORMATS))}")
+    return FORMATS[suffix]
+
+
+def default_output(src) -> Path:
+    """me.jpg -> me.edited.jpg, or me.edited-1.jpg, -2 ... : never an existing file."""
+    src = Path(src)
+    suffix = src.suffix if src.suffix.lower() in FORMATS else ".png"  # e.g. a .gif input: write a PNG
+    cand = src.with_name(f"{src.stem}.edited{suffix}")
+    i = 1
+    while cand.exists():
+        cand = src.with_name(f"{src.stem}.edited-{i}{suffix}")
+        i += 1
+    return cand
+
+
+def encode(photo_rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, out) -> None:
+    from PIL import Image
+    im = Image.fromarray(photo_rgb, "RGB")
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        im.putalpha(Image.fromarray(alpha, "L"))
+    kw = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95, "method": 4},
+          "PNG": {"compress_level": 6}}.get(fmt, {})
+    im.save(out, format=fmt, **kw)
+
+
+def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=None) -> Path:
+    """Encode to a temp file beside the target, then rename: a reader never sees half a file, and a failed
+    encode leaves nothing. With source (default naming), never replaces a file: path is
+    default_output(source), and if another writer takes that name first, the next free one is used."""
+    path = Path(path)
+    fmt = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            encode(rgb, alpha, fmt, f)
+        if source is None:
+            os.replace(tmp, path)
+            return path
+        while True:  # link() fails if the name exists: no race with another writer picking the same name
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                path = default_output(source)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,150 @@
+"""Edit faces in ordinary photos: detect -> align each face to the model's crop -> edit (one batch for all
+faces of all photos) -> paste the change back through the inverse warp and a feathered mask.
+
+With aligned=True the photo is already a face in CelebA's framing (or the model's square crop itself): the
+model's crop box is taken from manifest["crop"] and no detection runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceedit.engine import align as A
+from faceedit.engine import tensors
+from faceedit.engine.detect import Face, make_detector
+from faceedit.engine.errors import EngineError, NoFaceFound
+from faceedit.engine.imageio import Photo
+
+
+@dataclass
+class FaceEdit:
+    box: tuple                 # x, y, w, h of the face (or the crop box, for aligned inputs)
+    how: str                   # how it was found / framed
+    before: dict = field(default_factory=dict)   # attribute probabilities of the input face
+    after: dict = field(default_factory=dict)    # attribute head on the edited face
+
+
+@dataclass
+class PhotoEdit:
+    photo: Photo               # the edited photo (rgb replaced; alpha kept)
+    faces: list
+
+
+def parse_face_choice(value) -> str | int:
+    v = str(value).strip().lower()
+    if v in ("largest", "all"):
+        return v
+    try:
+        i = int(v)
+    except ValueError:
+        raise EngineError(f"--face must be largest, all or a face number (0, 1, ...), got {value!r}") from None
+    if i < 0:
+        raise EngineError(f"--face number must be >= 0, got {i}")
+    return i
+
+
+def aligned_box(h: int, w: int, crop: dict) -> tuple[int, int, int, str]:
+    """(x0, y0, side, how) of the model's square crop inside an already-aligned image."""
+    ref_w, ref_h = crop.get("reference_size", (178, 218))
+    if abs(w / h - 1.0) < 0.02:
+        return 0, 0, min(h, w), "aligned: the whole (square) image is the model's crop"
+    side = crop["box_fraction"] * w
+    cx, cy = crop["box_center"][0] * w, crop["box_center"][1] * h
+    how = "aligned: CelebA framing, the model's crop box"
+    if abs((w / h) / (ref_w / ref_h) - 1) > 0.05:
+        how += f" (this image is {w}x{h}, not CelebA's {ref_w}:{ref_h} shape: box clamped to fit)"
+    side = int(round(min(side, w, h)))
+    x0 = int(round(np.clip(cx - side / 2, 0, w - side)))
+    y0 = int(round(np.clip(cy - side / 2, 0, h - side)))
+    return x0, y0, side, how
+
+
+class PhotoEditor:
+    def __init__(self, editor, detector_model=None):
+        self.editor = editor
+        self.detector = make_detector(detector_model)
+        self.crop_eyes = editor.model.crop["eyes"]
+
+    def faces(self, rgb: np.ndarray) -> list[Face]:
+        """Faces left to right (the order --face INDEX counts in)."""
+        return sorted(self.detector.detect(rgb), key=lambda f: (f.box[0], f.box[1]))
+
+    def choose(self, faces: list[Face], which, name: str = "the photo") -> list[Face]:
+        if not faces:
+            raise NoFaceFound(f"no face found in {name}: if it is already an aligned face crop, use --aligned")
+        if which == "all":
+            return faces
+        if which == "largest":
+            return [max(faces, key=lambda f: f.area)]
+        if which >= len(faces):
+            raise EngineError(f"--face {which}: {name} has {len(faces)} face(s), numbered 0..{len(faces) - 1} left to right")
+        return [faces[which]]
+
+    def _crops(self, photo: Photo, which, aligned: bool):
+        """[(crop, paste-back info, FaceEdit)] for one photo."""
+        rgb = photo.rgb
+        name = photo.path.name if photo.path else "the photo"
+        if aligned:
+            h, w = rgb.shape[:2]
+            x0, y0, side, how = aligned_box(h, w, self.editor.model.crop)
+            return [(rgb[y0:y0 + side, x0:x0 + side], ("box", x0, y0, side), FaceEdit((x0, y0, side, side), how))]
+        out = []
+        for f in self.choose(self.faces(rgb), which, name):
+            crop, al = A.align(rgb, f.eyes, self.crop_eyes, self.editor.size)
+            box = tuple(int(round(v)) for v in f.box)
+            out.append((crop, ("warp", al), FaceEdit(box, f"detected ({self.detector.name}), eyes from {f.eyes_from}")))
+        return out
+
+    def prepare(self, photo: Photo, which="largest", aligned: bool = False):
+        return self._crops(photo, which, aligned)
+
+    def edit(self, photos: list[Photo], changes: dict, which="largest", aligned: bool = False,
+             raw: bool = False, prepared: list | None = None) -> list[PhotoEdit]:
+        """Edit every chosen face of every photo in one batch; the inputs are not modified. prepared: the
+        result of prepare() per photo, when the caller already found the faces."""
+        target, mask = self.editor.change_vectors(changes)
+        jobs = prepared if prepared is not None else [self.prepare(p, which, aligned) for p in photos]
+        flat = [j for per in jobs for j in per]
+        if not flat:
+            return [PhotoEdit(p, []) for p in photos]
+        res = self.editor.edit_crops([c for c, _, _ in flat], target, mask, raw=raw)
+        finals = []
+        for (crop, place, _), edited in zip(flat, res.images):
+            m = self._mask(place, crop.shape)
+            finals.append((A.match_colour(edited, crop, m) if raw else edited, m))
+        # "after": the attribute head on exactly the crops that get pasted
+        after = self.editor.run_attributes(tensors.to_tensor([f for f, _ in finals], self.editor.size))
+        names = self.editor.attribute_names
+        out, k = [], 0
+        for photo, per in zip(photos, jobs):
+            rgb = photo.rgb.copy()
+            faces = []
+            for crop, place, info in per:
+                edited, m = finals[k]
+                info.before = dict(zip(names, map(float, res.before[k])))
+                info.after = dict(zip(names, map(float, after[k])))
+                self._paste(rgb, crop, edited, m, place)
+                faces.append(info)
+                k += 1
+            out.append(PhotoEdit(Photo(rgb, photo.alpha, photo.path, photo.source_mode), faces))
+        return out
+
+    @staticmethod
+    def _mask(place, shape):
+        if place[0] == "warp":
+            return A.face_mask(place[1].side)
+        h, w = shape[:2]
+        return None if place[1:3] == (0, 0) and place[3] == 0 else A.box_mask(h, w)
+
+    @staticmethod
+    def _paste(rgb, crop, edited, mask, place):
+        delta = edited.astype(np.float32) - crop.astype(np.float32)
+        if place[0] == "warp":
+            A.paste_difference(rgb, delta * mask[:, :, None], place[1])
+            return
+        _, x0, y0, side = place
+        if (side, side) == rgb.shape[:2]:  # the whole image is the crop: the edit is the result
+            rgb[:] = edited
+            return
+        roi = rgb[y0:y0 + side, x0:x0 + side]
+        roi[:] = np.clip(roi.astype(np.float32) + delta * mask[:, :, None] + 0.5, 0, 255).astype(np.uint8)

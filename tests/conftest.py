@@ -37,3 +37,13 @@ def tiny_checkpoint(synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     Trainer(tiny_config(synth_data, out), log=lambda *a: None).fit()
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint exported by the real exporter (fp32 graphs only): the model the engine tests load."""
+    pytest.importorskip("onnx")
+    from faceedit.export import export_model
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    export_model(tiny_checkpoint, out, int8=False, openvino=False, fp16=False, log=lambda *a: None)
+    return out

@@ -1,0 +1,212 @@
+"""The runtime on the tiny exported model: no torch, same results batched or not, every input form, thread
+safety, backend and precision selection, and the model directory checks. The model is untrained: these test
+mechanics, not beauty."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from faceedit.engine import Editor
+from faceedit.engine.backends import NAMES, availability
+from faceedit.engine.errors import BackendUnavailable, EngineError, ModelError
+
+CPU_BACKENDS = [n for n, ok, _ in availability() if ok and n in ("onnxruntime", "openvino")]
+
+
+@pytest.fixture(scope="module")
+def editor(tiny_model_dir):
+    return Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+
+
+def faces(n, h=64, w=64, seed=0):
+    """Smooth random images (a face-like low-frequency field), uint8 RGB."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 6, 6, 3), dtype=np.uint8)
+    return np.stack([cv2.resize(s, (w, h), interpolation=cv2.INTER_CUBIC) for s in small])
+
+
+def test_engine_loads_and_edits_without_torch(tiny_model_dir, tmp_path):
+    # torch made unimportable: any import of it (or of faceedit.train / faceedit.export) fails loudly
+    script = f"""
+import sys
+sys.modules['torch'] = None
+import numpy as np
+from faceedit.engine import Editor, DynamicBatcher
+from faceedit.engine.photo import PhotoEditor
+from faceedit.engine.imageio import Photo
+for backend in ("auto", "onnxruntime"):
+    ed = Editor.load({str(tiny_model_dir)!r}, backend=backend)
+    img = np.full((80, 70, 3), 128, np.uint8)
+    ed.edit(img, {{"young": 1}}); ed.attributes(img); ed.reconstruct(img); ed.sample(2, {{"male": 1}}, seed=0)
+    with DynamicBatcher(ed) as b:
+        b.submit(img, {{"smiling": 1}}).result(10)
+    PhotoEditor(ed).edit([Photo(img, None)], {{"young": 1}}, aligned=True)
+bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'faceedit.train', 'faceedit.export'))]
+assert not [m for m in bad if sys.modules[m] is not None], bad
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_batch_of_8_equals_8_single_edits(tiny_model_dir, backend):
+    ed = Editor.load(tiny_model_dir, backend=backend, precision="fp32")
+    imgs = faces(8, 72, 60)
+    change = {"young": 1, "smiling": 0.3, "Black-Hair": 0}
+    batch = ed.edit(imgs, change)
+    singles = np.stack([ed.edit(im, change) for im in imgs])
+    assert batch.shape == imgs.shape and batch.dtype == np.uint8
+    assert np.abs(batch.astype(int) - singles).max() <= 1  # uint8 rounding of ~1e-6 float differences
+    # and at the float level, the model's outputs agree to float noise
+    target, mask = ed.change_vectors(change)
+    from faceedit.engine.tensors import to_tensor
+    x = to_tensor(list(imgs), ed.size)
+    t, m = np.tile(target, (8, 1)), np.tile(mask, (8, 1))
+    got = ed.run_edit(x, t, m)
+    for i in range(8):
+        one = ed.run_edit(x[i:i + 1], t[i:i + 1], m[i:i + 1])
+        for a, b in zip(got, one):
+            np.testing.assert_allclose(a[i:i + 1], b, atol=1e-5)
+
+
+def test_results_keep_the_input_form_and_size(editor):
+    one = faces(1, 90, 75)[0]
+    assert editor.edit(one, {"male": 1}).shape == (90, 75, 3)
+    lst = editor.edit([one, faces(1, 40, 50)[0]], {"male": 1})
+    assert isinstance(lst, list) and [a.shape for a in lst] == [(90, 75, 3), (40, 50, 3)]
+    arr = editor.edit(faces(3, 64, 64), {"male": 1})
+    assert isinstance(arr, np.ndarray) and arr.shape == (3, 64, 64, 3)
+    probs = editor.attributes(one)
+    assert isinstance(probs, dict) and list(probs) == editor.attribute_names
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    batch = editor.attributes(faces(3))
+    assert batch.shape == (3, len(editor.attribute_names))
+    assert editor.reconstruct(one).shape == (90, 75, 3)
+    grey, rgba = one[:, :, 0], np.dstack([one, np.full(one.shape[:2], 255, np.uint8)])
+    assert editor.edit(grey, {"male": 1}).shape == (90, 75, 3)
+    np.testing.assert_array_equal(editor.edit(rgba, {"male": 1}), editor.edit(one, {"male": 1}))
+
+
+def test_no_change_is_the_identity_and_raw_is_the_decoder(editor):
+    img = faces(1, 100, 80, seed=3)[0]
+    # residual edit with nothing set: edited == reconstruction, so the photo comes back bit for bit
+    np.testing.assert_array_equal(editor.edit(img, {}), img)
+    raw = editor.edit(img, {}, raw=True)
+    assert raw.shape == img.shape and not np.array_equal(raw, img)
+    np.testing.assert_array_equal(raw, editor.reconstruct(img))
+
+
+def test_residual_edit_adds_the_upsampled_difference(editor):
+    import cv2
+    img = faces(1, 128, 128, seed=4)[0]
+    target, mask = editor.change_vectors({"young": 1})
+    from faceedit.engine.tensors import to_tensor
+    edited, recon, _ = editor.run_edit(to_tensor([img], editor.size), target[None], mask[None])
+    d = cv2.resize(np.ascontiguousarray((edited[0] - recon[0]).transpose(1, 2, 0)) * 127.5, (128, 128),
+                   interpolation=cv2.INTER_LINEAR)
+    expect = np.clip(img + d + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(editor.edit(img, {"young": 1}), expect)
+
+
+def test_fused_editor_graph_and_separate_graphs_agree(tiny_model_dir):
+    fused = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+    split = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+    split.fused = False  # the path int8 models take (they have no fused graph)
+    imgs = faces(4, seed=5)
+    for a, b in zip(fused.run_edit(*_rows(fused, imgs)), split.run_edit(*_rows(split, imgs))):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _rows(ed, imgs):
+    from faceedit.engine.tensors import to_tensor
+    t, m = ed.change_vectors({"smiling": 1, "bald": 0.5})
+    n = len(imgs)
+    return to_tensor(list(imgs), ed.size), np.tile(t, (n, 1)), np.tile(m, (n, 1))
+
+
+def test_sample_is_seeded(editor):
+    a = editor.sample(5, {"male": 1}, seed=7)
+    assert a.shape == (5, editor.size, editor.size, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, editor.sample(5, {"male": 1}, seed=7))
+    assert not np.array_equal(a, editor.sample(5, {"male": 1}, seed=8))
+
+
+def test_attribute_names_and_values_are_checked(editor):
+    with pytest.raises(ValueError, match="Did you mean 'young'"):
+        editor.edit(faces(1)[0], {"yuong": 1})
+    for v in (2.5, -1.5, float("nan")):
+        with pytest.raises(EngineError, match="out of range"):
+            editor.edit(faces(1)[0], {"young": v})
+    for v in (-1, 0, 0.5, 1, 2):  # the whole documented range works, extrapolation included
+        editor.edit(faces(1)[0], {"Young": v})
+    with pytest.raises(EngineError, match="uint8"):
+        editor.edit(np.zeros((8, 8, 3), np.float32), {"young": 1})
+
+
+def test_threads_share_one_editor(editor):
+    imgs = faces(16, seed=9)
+    expect = [editor.edit(im, {"young": 1}) for im in imgs]
+    errors, got = [], [None] * 16
+
+    def worker(i):
+        try:
+            for _ in range(5):
+                got[i] = editor.edit(imgs[i], {"young": 1})
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    for a, b in zip(got, expect):
+        assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_auto_backend_says_which_and_falls_back(tiny_model_dir, monkeypatch):
+    ed = Editor.load(tiny_model_dir)
+    expected = "openvino" if "openvino" in CPU_BACKENDS else "onnxruntime"
+    assert ed.backend.name == expected and "auto" in ed.selection
+    from faceedit.engine.backends.openvino import OpenVINOCPU
+    monkeypatch.setattr(OpenVINOCPU, "available", classmethod(lambda cls: (False, "not installed (test)")))
+    ed = Editor.load(tiny_model_dir)
+    assert ed.backend.name == "onnxruntime"
+    assert any("openvino" in s for s in ed.skipped)
+
+
+def test_backend_and_precision_errors(tiny_model_dir):
+    with pytest.raises(BackendUnavailable, match="unknown backend 'nope'"):
+        Editor.load(tiny_model_dir, backend="nope")
+    with pytest.raises(BackendUnavailable, match="not available"):
+        Editor.load(tiny_model_dir, backend="onnxruntime-cuda")  # no GPU ONNX Runtime in CI
+    with pytest.raises(BackendUnavailable, match="has no int8"):
+        Editor.load(tiny_model_dir, backend="onnxruntime", precision="int8")  # exported without variants
+    assert set(NAMES) >= {"onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"}
+
+
+def test_missing_or_tampered_model_is_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        Editor.load(tmp_path / "nowhere")
+    bad = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, bad)
+    data = bytearray((bad / "decoder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bad / "decoder.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        Editor.load(bad)
+    m = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert m["format"] == "faceedit-model"
+
+
+def test_model_by_name(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("FACEEDIT_MODELS", str(tiny_model_dir.parent))
+    assert Editor.load(tiny_model_dir.name, backend="onnxruntime").model.path == tiny_model_dir
+    with pytest.raises(ModelError, match="not found"):
+        Editor.load("no-such-model")

@@ -13,8 +13,9 @@ class EagerEditor:
     """edit(crops_u8 [N,S,S,3] RGB, target [N,A], mask [N,A]) -> edited crops, uint8 [N,S,S,3]."""
 
     def __init__(self, checkpoint, device: str = "cpu", dtype: str = "fp32", cuda_graphs: bool = False):
-        model, _ = load_checkpoint(checkpoint)
+        model, state = load_checkpoint(checkpoint)
         self.cfg = model.cfg
+        self.step = state.get("step")
         self.device = torch.device(device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         self.encoder = model.encoder.to(self.device, self.dtype).eval()

@@ -68,12 +68,17 @@ def eager_configs(eager_module, checkpoint, info, work, plan, log) -> tuple[list
         if ed.image_size != info.image_size or ed.attributes != list(info.attribute_names):
             raise ValueError(f"checkpoint {checkpoint} does not match model directory {info.path} "
                              "(image size or attributes differ): pass the checkpoint the model was exported from")
+        exported_step = (info.manifest.get("checkpoint") or {}).get("step")
+        if exported_step is not None and ed.step is not None and exported_step != ed.step:
+            log(f"warning: {checkpoint} is step {ed.step}, the model directory was exported from step {exported_step}: "
+                "not the same weights (see max_abs_diff_vs_eager_u8)")
         call = lambda b: ed.edit(work["crops"][:b], work["target"][:b], work["mask"][:b])
         outputs[name] = call(min(2, len(work["crops"])))
         log(f"{name}: loaded in {load_s:.2f} s")
         configs.append({"name": name, "backend": name.split("/")[0], "precision": kwargs.get("dtype", "fp32"),
                         "graph": "eager", "device": "gpu" if kwargs.get("device") == "cuda" else "cpu",
                         "peak_precision": kwargs.get("dtype", "fp32"), "engine": False, "load_s": round(load_s, 3),
+                        "checkpoint_step": ed.step, "model_dir_step": exported_step,
                         "threads": eager_module.torch_threads(),
                         "batches": time_batches(call, plan.batches, plan.budget, log, name)})
         del ed, call

@@ -18,7 +18,7 @@ class Budget:
 
 
 QUICK = Budget(warmup=2, min_iters=5, min_seconds=0.25, max_seconds=0.8)
-FULL = Budget(warmup=3, min_iters=20, min_seconds=1.0, max_seconds=2.5)
+FULL = Budget(warmup=3, min_iters=15, min_seconds=0.8, max_seconds=2.0)
 TINY = Budget(warmup=1, min_iters=2, min_seconds=0.0, max_seconds=0.2, max_iters=3)
 
 

@@ -36,25 +36,32 @@ def file_entry(path, inputs, outputs) -> dict:
             "inputs": [dict(t) for t in inputs], "outputs": [dict(t) for t in outputs]}
 
 
-def write_manifest(model_dir, manifest: dict) -> Path:
-    """Write manifest.json atomically (temp file in the same folder, fsync, rename): a reader sees the
-    old manifest or the new one, never half of one."""
-    model_dir = Path(model_dir)
-    target = model_dir / MANIFEST_NAME
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=model_dir)
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Temp file in the same folder, fsync, rename: readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    return path
+
+
+def write_manifest(model_dir, manifest: dict) -> Path:
+    """Write manifest.json atomically (temp file in the same folder, fsync, rename): a reader sees the
+    old manifest or the new one, never half of one."""
+    model_dir = Path(model_dir)
+    target = model_dir / MANIFEST_NAME
+    atomic_write_bytes(target, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     return target
 
 

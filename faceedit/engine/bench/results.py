@@ -9,23 +9,7 @@ from pathlib import Path
 SCHEMA = "faceedit-bench-1"
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+from faceedit.manifest import atomic_write_bytes  # noqa: E402  (one atomic writer for the project)
 
 
 def write_json(path, obj) -> Path:

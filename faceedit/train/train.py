@@ -4,8 +4,12 @@ One step:
   encoder -> (mu, logvar) -> z = mu + sigma*eps;  decoder(z, y) = reconstruction;  decoder(z, y') = edit
   D step: real vs (reconstruction, edit), plus attribute logits on real images only.
   G step: L1 + learned-similarity (D features) reconstruction, KL (warm-up), adversarial on both fakes,
-          attribute-head BCE on real images, and BCE of D's attribute logits on the edit against y'
-          (the AttGAN constraint: D's classifier is never trained on fakes, so G cannot collude with it).
+          attribute-head BCE on real images, and the edit loss: BCE against y' of two classifiers that
+          are never trained on fakes (the AttGAN constraint, so G cannot collude with them): D's attribute
+          logits and a frozen, periodically refreshed snapshot of the attribute head. Both look at the raw
+          edit and at the residual edit the engine ships (crop + edit - reconstruction), each randomly
+          shifted, scaled and flipped: an edit counts only if it survives that, which rules out the
+          classifier-specific pixel patterns that fooled D alone and were invisible to an independent judge.
 
 Checkpoints are plain state dicts + primitives (loadable with torch.load(weights_only=True)), written to a
 temporary file and renamed. Resume is exact: the data order of an epoch is a function of (seed, epoch), and
@@ -13,6 +17,7 @@ the global RNG state is saved with the step.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -54,6 +59,9 @@ class TrainConfig:
     w_attr: float = 2.0
     w_edit: float = 10.0
     w_d_cls: float = 1.0
+    teacher_every: int = 100       # steps between refreshes of the frozen attribute-head snapshot
+    judge: str = ""                # judge checkpoint: choose best.pt by its edit success on validation
+    judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
     eval_every: int = 0            # 0: once per epoch
     bf16: bool = True              # autocast on CPUs with AMX/AVX512-bf16 is ~2.5x faster here
@@ -83,6 +91,18 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None) -> torch.Ten
     flipped = (y + one) % 2
     pick = (torch.rand(b, generator=g) < 0.5)[:, None]
     return torch.where(pick, shuffled, flipped)
+
+
+def jitter(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable random per-sample shift (up to 4 px at 64x64), scale (+-8%) and horizontal flip."""
+    b = x.shape[0]
+    scale = 1 + 0.08 * (2 * torch.rand(b) - 1)
+    mirror = torch.where(torch.rand(b) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * mirror, scale
+    theta[:, :, 2] = 0.125 * (2 * torch.rand(b, 2) - 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, padding_mode="reflection", align_corners=False)
 
 
 def kl_divergence(mu, logvar):
@@ -118,7 +138,13 @@ class Trainer:
         self.model = CVAEGAN(cfg.model_config()).to(memory_format=torch.channels_last)
         self.opt_g = torch.optim.Adam(self.model.generator_parameters(), cfg.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.model.discriminator.parameters(), cfg.lr, betas=(0.5, 0.999))
+        self.teacher = copy.deepcopy(self.model.attribute_head).eval().requires_grad_(False)
+        self.judge = None
+        if cfg.judge:
+            from faceedit.train.judge import load_judge
+            self.judge = load_judge(cfg.judge)[0].eval()
         self.step, self.best = 0, -math.inf
+        self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
             self.load(self.out / "last.pt")
         self.gen, self.disc = self.model, self.model.discriminator
@@ -171,7 +197,12 @@ class Trainer:
             p.requires_grad_(False)
         with autocast:
             d_rec, _, f_rec = m.discriminator(x_rec)
-            d_edit, c_edit, _ = m.discriminator(x_edit)
+            d_edit, _, _ = m.discriminator(x_edit)
+            # the edit as users get it: raw, and as a residual on the crop (the engine's default)
+            edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
+            targets = torch.cat([y_edit, y_edit])
+            c_d = m.discriminator(jitter(edits))[1]
+            c_t = self.teacher(jitter(edits).contiguous(memory_format=torch.channels_last))
             with torch.no_grad():
                 f_real = m.discriminator.features(x)
             beta = cfg.w_kl * min(1.0, self.step / max(cfg.kl_warmup, 1))
@@ -181,7 +212,7 @@ class Trainer:
                 "kl": kl_divergence(mu.float(), logvar.float()),
                 "adv": F.softplus(-d_rec).mean() + F.softplus(-d_edit).mean(),
                 "attr": bce(attr_logits, y),
-                "edit": bce(c_edit, y_edit),
+                "edit": 0.5 * (bce(c_d, targets) + bce(c_t, targets)),
             }
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"])
@@ -190,6 +221,8 @@ class Trainer:
         self.opt_g.step()
         for p in m.discriminator.parameters():
             p.requires_grad_(True)
+        if self.step % cfg.teacher_every == 0:
+            self.teacher.load_state_dict(m.attribute_head.state_dict())
         out = {k: v.item() for k, v in parts.items()}
         out.update(loss_g=loss_g.item(), loss_d=loss_d.item(), d_cls=bce(c_real.detach(), y).item())
         return out
@@ -220,8 +253,37 @@ class Trainer:
             succ.append(torch.stack(per_attr))
         m.train()
         acc = torch.stack(accs).mean(0)
-        return {"attr_acc": float(acc.mean()), "psnr": float(torch.cat(psnrs).mean()),
-                "edit_success_d": float(torch.stack(succ).mean())}
+        out = {"attr_acc": float(acc.mean()), "psnr": float(torch.cat(psnrs).mean()),
+               "edit_success_d": float(torch.stack(succ).mean())}
+        if self.judge is not None:
+            out["edit_success_judge"] = self.judge_edit_success()
+        return out
+
+    @torch.no_grad()
+    def judge_edit_success(self) -> float:
+        """Mean over attributes of how often the judge sees the residual edit (the product's default) land,
+        each attribute flipped on each of the first judge_val validation faces."""
+        m = self.model.eval()
+        hits, count = 0.0, 0
+        idx = self.val_idx[: self.cfg.judge_val]
+        for i in range(0, len(idx), 128):
+            x = to_tensor(self.images[idx[i:i + 128]])
+            mu, _ = m.encoder(x)
+            y_src = (torch.sigmoid(m.attribute_head(x)) > 0.5).float()
+            rec = m.decoder(mu, y_src)
+            for k in range(y_src.shape[1]):
+                y_t = y_src.clone()
+                y_t[:, k] = 1 - y_t[:, k]
+                verdict = torch.sigmoid(self.judge((x + m.decoder(mu, y_t) - rec).clamp(-1, 1))[:, k]) > 0.5
+                hits += float((verdict.float() == y_t[:, k]).sum())
+                count += len(x)
+        m.train()
+        return hits / max(count, 1)
+
+    def score(self, val: dict) -> float:
+        """What best.pt maximises: the judge's edit success when a judge is given, else D's (a proxy)."""
+        edit = val.get("edit_success_judge", val["edit_success_d"])
+        return val["attr_acc"] + edit + val["psnr"] / 100
 
     @torch.no_grad()
     def sample_grid(self, path: Path, n: int = 8):
@@ -251,6 +313,8 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "step": self.step,
             "best": self.best,
+            "best_by": self.best_by,
+            "teacher": self.teacher.state_dict(),
             "rng": torch.get_rng_state(),
         }
 
@@ -268,6 +332,9 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.best = state["step"], state["best"]
+        if state.get("best_by") != self.best_by:  # a score of another kind is not comparable
+            self.best = -math.inf
+        self.teacher.load_state_dict(state.get("teacher", self.model.attribute_head.state_dict()))
         torch.set_rng_state(state["rng"])
         self.log(f"resumed from {path} at step {self.step}")
 
@@ -290,14 +357,14 @@ class Trainer:
                 if writer is None:
                     new = not log_path.exists()
                     fh = open(log_path, "a", newline="")
-                    writer = csv.DictWriter(fh, ["step"] + list(stats) + ["attr_acc", "psnr", "edit_success_d"], extrasaction="ignore")
+                    writer = csv.DictWriter(fh, ["step"] + list(stats) + ["attr_acc", "psnr", "edit_success_d", "edit_success_judge"], extrasaction="ignore")
                     if new:
                         writer.writeheader()
                 row = {"step": self.step, **{k: f"{v:.5g}" for k, v in stats.items()}}
                 if self.step % eval_every == 0 or self.step == self.total_steps:
                     val = self.validate()
                     row.update({k: f"{v:.5g}" for k, v in val.items()})
-                    score = val["attr_acc"] + val["edit_success_d"] + val["psnr"] / 100
+                    score = self.score(val)
                     self.log(f"step {self.step}: val {json.dumps({k: round(v, 4) for k, v in val.items()})}")
                     self.sample_grid(self.out / "samples" / f"step_{self.step:07d}.png")
                     if score > self.best:

@@ -3,13 +3,23 @@ provider (fp16 kernels, engine cache on disk), each falling back to CUDA for any
 IO binding puts inputs on the device once and lets outputs come back in one copy."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 from faceedit.engine.backends.base import Backend, Graph, cache_dir
 from faceedit.engine.backends.onnxruntime_cpu import session_options
 
 
+def _no_nvidia_gpu() -> bool:
+    """True when Linux shows no NVIDIA driver: then we need not import onnxruntime at all to know (auto
+    selection on a CPU machine would otherwise load ONNX Runtime next to OpenVINO, ~100 MB of RSS)."""
+    return sys.platform.startswith("linux") and not (os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl"))
+
+
 def _providers_present(names) -> tuple[bool, str]:
+    if _no_nvidia_gpu():
+        return False, "no NVIDIA GPU (no driver under /proc/driver/nvidia)"
     try:
         import onnxruntime as ort
     except ImportError as e:

@@ -110,8 +110,12 @@ def load_manifest(model_dir, verify: bool = True) -> dict:
                             f"version {FORMAT_VERSION} (re-export the model with this faceedit)")
     if not isinstance(manifest.get("graphs"), dict) or not manifest["graphs"]:
         raise ManifestError(f"{path} lists no graphs: the model directory is damaged")
+    checked = set()  # a companion shared by several graphs (weights.bin) is hashed once
     for _, entry in iter_files(manifest):
         rel = entry["path"]
+        if (rel, entry.get("sha256")) in checked:
+            continue
+        checked.add((rel, entry.get("sha256")))
         # a manifest may only name files inside its own directory
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise ManifestError(f"{path} names a file outside the model directory ({rel})")

@@ -121,6 +121,24 @@ def test_graphs_are_clean_folded_and_typed(exported):
     assert [t["name"] for t in manifest["graphs"]["editor"]["fp32"]["outputs"]] == ["edited", "reconstruction", "probabilities"]
 
 
+def test_fp32_graphs_share_one_copy_of_their_weights(exported):
+    out, manifest, _ = exported
+    referenced = 0
+    for graph, precisions in manifest["graphs"].items():
+        entry = precisions["fp32"]
+        assert [c["path"] for c in entry["companions"]] == ["weights.bin"], graph
+        model = onnx.load(str(out / entry["path"]), load_external_data=False)
+        external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert external, graph
+        for t in external:
+            info = {e.key: e.value for e in t.external_data}
+            assert info["location"] == "weights.bin"
+            referenced += int(info["length"])
+    # the editor repeats the three other graphs and encoder + attribute head share a trunk: stored once,
+    # the shared file holds well under 60% of what the graphs reference
+    assert (out / "weights.bin").stat().st_size < 0.6 * referenced
+
+
 def feeds_for(entry, batch, rng):
     feeds = {}
     for t in entry["inputs"]:

@@ -248,6 +248,16 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
             from faceedit.train.data import default_cache_dir
             trt_record = build_all(tmp, {n: g["fp32"] for n, g in graphs.items()}, default_cache_dir(), trt_batch, log)
 
+        # 6. the fp32 graphs store each distinct weight tensor once, in weights.bin (the fused editor
+        #    repeats the three graphs; encoder and attribute head share a trunk)
+        blob_bytes = onnx_graphs.share_weights(tmp, list(graphs))
+        blob = {"path": onnx_graphs.SHARED_WEIGHTS, "sha256": file_entry(tmp / onnx_graphs.SHARED_WEIGHTS, [], [])["sha256"],
+                "bytes": blob_bytes}
+        for name, g in graphs.items():
+            g["fp32"] = {**file_entry(tmp / f"{name}.onnx", g["fp32"]["inputs"], g["fp32"]["outputs"]),
+                         "companions": [blob]}
+        log(f"fp32 weights shared by {', '.join(graphs)}: {blob_bytes / 1e6:.1f} MB in {onnx_graphs.SHARED_WEIGHTS}")
+
         attrs, attr_source = attribute_table(list(cfg.attributes), trained_on)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,

@@ -223,3 +223,43 @@ def export_judge(judge_ckpt, path) -> dict:
     entry = file_entry(path, *signature(model))
     entry.update({"attributes": list(state["attributes"]), "image_size": size})
     return entry
+
+
+SHARED_WEIGHTS = "weights.bin"
+
+
+def share_weights(folder, names, blob: str = SHARED_WEIGHTS, min_bytes: int = 1024) -> int:
+    """Move the initializers of the fp32 graphs `names` (in `folder`) into one file that each references
+    by offset (ONNX external data), storing each distinct tensor once. Why: the fused editor repeats the
+    encoder, attribute-head and decoder weights and the encoder and attribute head share a trunk, so the
+    model directory shrinks by about half. ONNX Runtime and OpenVINO both read external data relative to the
+    .onnx file. Returns the bytes of the shared file."""
+    import hashlib
+
+    from onnx.external_data_helper import set_external_data
+
+    from faceedit.manifest import atomic_write_bytes
+    folder = Path(folder)
+    where: dict[bytes, tuple[int, int]] = {}
+    chunks, pos, rewritten = [], 0, {}
+    for name in names:
+        model = onnx.load(str(folder / f"{name}.onnx"))
+        for t in model.graph.initializer:
+            if not t.HasField("raw_data") or len(t.raw_data) < min_bytes:
+                continue  # small tensors stay inline
+            key = hashlib.sha256(t.raw_data).digest()
+            if key not in where:
+                pad = (-pos) % 64  # 64-byte aligned, so a runtime may map it directly
+                chunks += [b"\0" * pad, t.raw_data]
+                pos += pad
+                where[key] = (pos, len(t.raw_data))
+                pos += len(t.raw_data)
+            offset, length = where[key]
+            set_external_data(t, location=blob, offset=offset, length=length)
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+        rewritten[name] = model
+    atomic_write_bytes(folder / blob, b"".join(chunks))
+    for name, model in rewritten.items():  # serialized as is: onnx.save would try to rewrite external data
+        atomic_write_bytes(folder / f"{name}.onnx", model.SerializeToString())
+    return pos

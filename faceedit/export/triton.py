@@ -76,6 +76,8 @@ def write_repository(model_dir, triton_dir, manifest: dict, max_batch_size: int 
         for name, entry in graphs.items():
             (tmp / name / "1").mkdir(parents=True)
             shutil.copyfile(model_dir / entry["path"], tmp / name / "1" / "model.onnx")
+            for extra in entry.get("companions") or ():  # external weights, found relative to model.onnx
+                shutil.copyfile(model_dir / extra["path"], tmp / name / "1" / extra["path"])
             (tmp / name / "config.pbtxt").write_text(
                 model_config(name, entry, max_batch_size, max_queue_delay_us, instances, kind))
             names.append(name)

@@ -36,12 +36,28 @@ def file_entry(path, inputs, outputs) -> dict:
             "inputs": [dict(t) for t in inputs], "outputs": [dict(t) for t in outputs]}
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: changing it later from a thread would race other writers
+
+
+def usual_mode(fd: int):
+    """Give a mkstemp file (created 0600) the mode a plain open() would have: 0666 minus the umask."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_UMASK)
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Temp file in the same folder, fsync, rename: readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

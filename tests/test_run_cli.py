@@ -4,6 +4,7 @@ user error as one line, a non-zero exit and no file written."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,10 @@ def test_default_names_never_overwrite(model_args, face_file):
         r = cli("run", "--image", face_file, "--aligned", "--set", "male=1", *model_args)
         assert r.exit_code == 0, r.output
         assert (face_file.parent / expected).is_file()
+        # written through a temp file, yet with the mode a plain open() gives (not mkstemp's 0600)
+        umask = os.umask(0)
+        os.umask(umask)
+        assert (face_file.parent / expected).stat().st_mode & 0o777 == 0o666 & ~umask
         assert "->" in r.output and "<- set" in r.output  # before -> after attributes
 
 

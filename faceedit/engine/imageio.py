@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from faceedit.engine.errors import DecompressionBomb, EngineError, ImageError
+from faceedit.manifest import usual_mode
 
 DEFAULT_MAX_PIXELS = 50_000_000
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
@@ -134,6 +135,7 @@ def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "wb") as f:
             encode(rgb, alpha, fmt, f)
         if source is None:

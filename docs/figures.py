@@ -1,0 +1,45 @@
+"""Make the README's pictures with the shipped model (engine only, no torch):
+
+    python docs/figures.py            # writes docs/img/astronaut-edits.jpg
+
+The astronaut photo (scikit-image, public domain) is detected, aligned, edited and pasted back exactly as
+`faceedit run` does; each panel is the same zoom on the face of the full edited photo.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceedit.engine import Editor, PhotoEditor
+from faceedit.engine.imageio import read_photo, write_photo
+
+ROOT = Path(__file__).resolve().parent.parent
+EDITS = [("input", {}), ("young=1 smiling=1", {"young": 1, "smiling": 1}), ("smiling=0", {"smiling": 0}),
+         ("male=1", {"male": 1}), ("eyeglasses=1", {"eyeglasses": 1}), ("blond_hair=1", {"blond_hair": 1}),
+         ("bangs=1", {"bangs": 1}), ("young=0", {"young": 0})]
+
+
+def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
+    photo = read_photo(ROOT / "examples/astronaut.jpg")
+    pe = PhotoEditor(Editor.load())
+    x, y, w, h = pe.edit([photo], {})[0].faces[0].box
+    cx, cy, side = x + w / 2, y + h / 2, int(max(w, h) * 1.6)
+    x0 = int(np.clip(cx - side / 2, 0, photo.rgb.shape[1] - side))
+    y0 = int(np.clip(cy - side / 2, 0, photo.rgb.shape[0] - side))
+    panels = []
+    for label, changes in EDITS:
+        rgb = pe.edit([photo], changes)[0].photo.rgb if changes else photo.rgb
+        tile = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (panel, panel), interpolation=cv2.INTER_AREA)
+        bar = np.full((26, panel, 3), 255, np.uint8)
+        cv2.putText(bar, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(np.vstack([tile, bar]))
+    rows = [np.hstack(panels[i:i + 4]) for i in range(0, len(panels), 4)]
+    write_photo(Path(out), np.vstack(rows))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -125,6 +125,25 @@ def test_fused_editor_graph_and_separate_graphs_agree(tiny_model_dir):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path):
+    # the manifest itself is not hashed (it holds the hashes): a copy with another gain is a valid model
+    gained = tmp_path / "gained"
+    shutil.copytree(tiny_model_dir, gained)
+    m = json.loads((gained / "manifest.json").read_text())
+    m["edit_strength"] = {"gain": 2.0}
+    (gained / "manifest.json").write_text(json.dumps(m))
+    plain = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+    strong = Editor.load(gained, backend="onnxruntime", precision="fp32")
+    assert plain.model.edit_gain == 1.0 and strong.model.edit_gain == 2.0
+    np.testing.assert_allclose(strong.decoder_values(np.array([0.0, 0.5, 1.0], np.float32)), [-0.5, 0.5, 1.5])
+    imgs = faces(3, seed=7)
+    # value 1 at gain 2 is value 1.5 at gain 1; faces' own (unset) attributes are untouched by the gain
+    np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1.5}))
+    np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 0.5}), plain.edit(imgs, {"smiling": 0.5}))
+    np.testing.assert_array_equal(strong.reconstruct(imgs), plain.reconstruct(imgs))
+    assert not np.array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1}))
+
+
 def _rows(ed, imgs):
     from faceedit.engine.tensors import to_tensor
     t, m = ed.change_vectors({"smiling": 1, "bald": 0.5})

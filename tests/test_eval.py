@@ -36,7 +36,8 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, syn
     res = json.loads(out.read_text())
     assert res["faces"] == 24 and len(res["attributes"]) == 14
     for block in (res["attribute_accuracy"], res["edit_success"]["intensity_1"]["residual"],
-                  res["edit_success"]["intensity_2"]["raw"], res["edit_disturbance"]):
+                  res["edit_success"]["intensity_2"]["raw"], res["edit_disturbance"]["intensity_1"],
+                  res["edit_disturbance"]["intensity_2"]):
         assert set(block["per_attribute"]) == set(res["attributes"])
         assert all(0.0 <= v <= 1.0 for v in block["per_attribute"].values())
     assert 0 < res["reconstruction"]["psnr_db"] < 60
@@ -63,3 +64,17 @@ def test_eval_refuses_a_missing_model(synth_data, tmp_path):
     r = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "nope.pt"), "--data", str(synth_data),
                                  "--judge", str(tmp_path / "j.pt")])
     assert r.exit_code != 0 and "Traceback" not in r.output and "not found" in r.output
+
+
+def test_strength_table_counts_unintended_flips_against_intended_ones():
+    from faceedit.train.evaluate import strength_table
+    block = lambda v: {"mean_standard13": v}
+    res = {"attributes": ["a"] * 14, "edit_gain": 1.0,
+           "edit_success": {"intensity_1": {"residual": block(0.4)}, "intensity_1.5": {"residual": block(0.7)},
+                            "intensity_2": {"residual": block(0.8)}},
+           "edit_disturbance": {"intensity_1": block(0.01), "intensity_1.5": block(0.015),
+                                "intensity_2": block(0.03)}}
+    rows = strength_table(res)
+    assert [r["gain"] for r in rows] == [1.0, 2.0, 3.0]
+    assert [r["net"] for r in rows] == [round(0.4 - 13 * 0.01, 4), round(0.7 - 13 * 0.015, 4), round(0.8 - 13 * 0.03, 4)]
+    assert max(rows, key=lambda r: r["net"])["gain"] == 2.0

@@ -67,6 +67,8 @@ def register(app: typer.Typer):
                triton: Optional[Path] = typer.Option(None, "--triton", help="Also write a Triton model repository here."),
                triton_max_batch: int = typer.Option(64, "--triton-max-batch"),
                triton_queue_delay_us: int = typer.Option(500, "--triton-queue-delay-us"),
+               edit_gain: float = typer.Option(1.0, "--edit-gain", help="Decoder gain for the values users set (0.5..4): pick it on validation with `faceedit eval --split val --intensities 1,1.25,1.5,1.75,2`."),
+               edit_gain_note: str = typer.Option("", "--edit-gain-note", help="How the gain was chosen (recorded in the manifest)."),
                threads: int = typer.Option(0, "--threads", help="CPU threads (0: up to 8).")):
         """Export a checkpoint to a self-describing model directory the engine runs without PyTorch.
 
@@ -92,7 +94,8 @@ def register(app: typer.Typer):
                                         fp16=fp16, judge=judge, eval_json=eval_json, log=log,
                                         budget={"min_attribute_agreement": min_agreement, "min_psnr_db": min_psnr},
                                         calib_size=calib_size, eval_size=eval_size, tensorrt=tensorrt,
-                                        trt_batch=batch, threads=threads)
+                                        trt_batch=batch, threads=threads, edit_gain=edit_gain,
+                                        edit_gain_note=edit_gain_note)
                 if triton:
                     names = write_triton(out, triton, max_batch_size=triton_max_batch,
                                          max_queue_delay_us=triton_queue_delay_us)

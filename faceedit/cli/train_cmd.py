@@ -80,7 +80,9 @@ def register(app: typer.Typer):
                  split: str = typer.Option("test", "--split", help="train, val or test."),
                  judge: Optional[Path] = typer.Option(None, "--judge", help="Judge (.pt or .onnx); default: the model directory's judge.onnx."),
                  json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here."),
-                 limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split.")):
+                 limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split."),
+                 edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values (default: the model directory's, 1 for a checkpoint)."),
+                 intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it).")):
         """Attribute accuracy, edit success (judged), reconstruction PSNR/SSIM, edit disturbance.
 
         Example: faceedit eval --data ../shared/celeba --split test --json eval.json
@@ -89,7 +91,7 @@ def register(app: typer.Typer):
         from rich.table import Table
 
         from faceedit.models import DEFAULT_MODEL
-        from faceedit.train.evaluate import JudgeModel, evaluate, open_model, summary, write_json
+        from faceedit.train.evaluate import JudgeModel, evaluate, open_model, strength_table, summary, write_json
         model = model or DEFAULT_MODEL
         if judge is None:
             cand = Path(model) / "judge.onnx" if Path(model).is_dir() else None
@@ -97,25 +99,45 @@ def register(app: typer.Typer):
                 raise UserError("no judge: pass --judge (a judge .pt from train-judge, or a judge.onnx)")
             judge = cand
         console = Console()
-        res = evaluate(open_model(model), JudgeModel(judge), data, split, limit=limit,
+        try:
+            levels = tuple(sorted({float(v) for v in intensities.split(",") if v.strip()}))
+        except ValueError:
+            raise UserError(f"--intensities must be numbers separated by commas, got '{intensities}'") from None
+        if 1.0 not in levels or not all(-1 <= v <= 2 for v in levels):
+            raise UserError(f"--intensities must include 1 and stay within -1..2, got '{intensities}'")
+        under_test = open_model(model)
+        if edit_gain is not None:
+            if not 0.5 <= edit_gain <= 4:
+                raise UserError(f"--edit-gain must be within 0.5..4, got {edit_gain:g}")
+            under_test.edit_gain = edit_gain
+        res = evaluate(under_test, JudgeModel(judge), data, split, limit=limit, intensities=levels,
                        log=lambda m: console.print(m, style="dim"))
         t = Table(title=f"faceedit eval: {model} on {split} ({res['faces']} faces)")
         for c in ("attribute", "inference acc", "edit success", "edit (raw)", "edit x2", "disturbance", "judge acc"):
             t.add_column(c, justify="right" if c != "attribute" else "left")
         e1, e2 = res["edit_success"]["intensity_1"], res["edit_success"].get("intensity_2")
+        d1 = res["edit_disturbance"]["intensity_1"]
         for a in res["attributes"]:
             t.add_row(a, f"{res['attribute_accuracy']['per_attribute'][a]:.1%}",
                       f"{e1['residual']['per_attribute'][a]:.1%}", f"{e1['raw']['per_attribute'][a]:.1%}",
                       f"{e2['residual']['per_attribute'][a]:.1%}" if e2 else "-",
-                      f"{res['edit_disturbance']['per_attribute'][a]:.1%}",
+                      f"{d1['per_attribute'][a]:.1%}",
                       f"{res['judge_accuracy_on_real']['per_attribute'][a]:.1%}")
         t.add_row("[bold]mean (13 standard)", f"{res['attribute_accuracy']['mean_standard13']:.1%}",
                   f"{e1['residual']['mean_standard13']:.1%}", f"{e1['raw']['mean_standard13']:.1%}",
                   f"{e2['residual']['mean_standard13']:.1%}" if e2 else "-",
-                  f"{res['edit_disturbance']['mean_standard13']:.1%}",
+                  f"{d1['mean_standard13']:.1%}",
                   f"{res['judge_accuracy_on_real']['mean_standard13']:.1%}")
         console.print(t)
         console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
+        rows = strength_table(res)
+        if len(rows) > 1:
+            console.print("edit strength (13 standard, residual): " + "; ".join(
+                f"value {r['intensity']:g} = gain {r['gain']:g}: success {r['edit_success']:.1%}, disturbance "
+                f"{r['disturbance']:.1%}, net {r['net']:+.3f}" for r in rows))
+            best = max(rows, key=lambda r: r["net"])
+            console.print(f"best net effect at gain {best['gain']:g} (faceedit export --edit-gain {best['gain']:g})")
+            res["edit_strength"] = rows
         if json_out:
             res["summary"] = summary(res)
             res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"

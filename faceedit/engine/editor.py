@@ -130,6 +130,7 @@ class Editor:
             parts = [self.run_edit(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
                      for i in range(0, len(x), MAX_BATCH)]
             return tuple(np.concatenate(p) for p in zip(*parts))
+        target = self.decoder_values(target)
         if self.fused:
             return tuple(self._graph("editor").run({"image": x, "target": target, "mask": mask}))
         # no fused graph at this precision (int8 has none): the same maths from the three graphs
@@ -140,6 +141,13 @@ class Editor:
         both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})[0]
         n = len(x)
         return both[:n], both[n:], probs
+
+    def decoder_values(self, values: np.ndarray) -> np.ndarray:
+        """User values (0 off, 1 on) -> the decoder's attribute inputs: 0.5 + gain * (v - 0.5). The decoder
+        learnt 0/1 labels but a set attribute needs a stronger push to show; the export measured the gain
+        on validation faces (manifest "edit_strength"). Gain 1 is the identity."""
+        g = self.model.edit_gain
+        return values if g == 1.0 else (0.5 + g * (values - 0.5)).astype(np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")
@@ -197,7 +205,7 @@ class Editor:
         if n < 1:
             raise EngineError(f"count must be at least 1, got {n}")
         target, mask = self.change_vectors(attributes)
-        attrs = np.where(mask > 0, target, np.asarray(self.model.defaults, np.float32)).astype(np.float32)
+        attrs = np.where(mask > 0, self.decoder_values(target), np.asarray(self.model.defaults, np.float32)).astype(np.float32)
         z = np.random.default_rng(seed).standard_normal((n, *self.model.z_shape)).astype(np.float32)
         images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
         return np.stack([tensors.to_uint8(t) for t in images])

@@ -84,7 +84,8 @@ def _versions(extra=()) -> dict:
 
 def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=True, fp16=True, judge=None,
                  eval_json=None, log=print, budget: dict | None = None, calib_size: int = 256,
-                 eval_size: int = 256, tensorrt: bool = False, trt_batch=(1, 8, 64), threads: int = 0) -> dict:
+                 eval_size: int = 256, tensorrt: bool = False, trt_batch=(1, 8, 64), threads: int = 0,
+                 edit_gain: float = 1.0, edit_gain_note: str = "") -> dict:
     """Export `checkpoint` to the model directory `out_dir`; returns the manifest written there.
 
     budget: {"min_attribute_agreement", "min_psnr_db"} for every reduced-precision variant (a variant over
@@ -99,6 +100,8 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     from faceedit.train.train import load_checkpoint
 
     budget = {**DEFAULT_BUDGET, **(budget or {})}
+    if not 0.5 <= edit_gain <= 4:
+        raise ExportError(f"edit gain must be within 0.5..4, got {edit_gain:g}")
     if tensorrt:  # fail before minutes of work, not after
         from faceedit.export.tensorrt import TensorRTUnavailable, check_available
         try:
@@ -269,6 +272,9 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
                      "box_center": [round(c, 6) for c in CROP_CENTER], "eyes": EYES},
             "graphs": graphs,
             "judge": judge_entry,
+            "edit_strength": {"gain": float(edit_gain), "chosen": edit_gain_note or "default (identity)",
+                              "meaning": "a value v set by the user enters the decoder as 0.5 + gain * (v - 0.5); "
+                                         "attributes not set keep the attribute head's 0/1 decisions"},
             "precisions": precisions,
             "opset": onnx_graphs.OPSET,
             "versions": _versions(versions_extra),

@@ -28,6 +28,7 @@ class TorchModel:
         self.model, state = load_checkpoint(checkpoint)
         self.attributes = state["model_config"]["attributes"]
         self.image_size = state["model_config"]["image_size"]
+        self.edit_gain = 1.0  # a checkpoint has none of its own: the caller may set the export's
 
     def _run(self, fn, *arrays):
         with self.torch.no_grad():
@@ -53,6 +54,7 @@ class OnnxModel:
         self.manifest = load_manifest(self.dir)
         self.attributes = [a["name"] for a in self.manifest["attributes"]]
         self.image_size = self.manifest["image_size"]
+        self.edit_gain = float((self.manifest.get("edit_strength") or {}).get("gain", 1.0))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         graphs = self.manifest["graphs"]
@@ -143,7 +145,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     psnrs, ssims = [], []
     # success[intensity][mode][k]: counts; disturbed[k]: other attributes the judge saw change
     success = {i: {"residual": np.zeros(n_attr), "raw": np.zeros(n_attr)} for i in intensities}
-    disturbed = np.zeros(n_attr)
+    disturbed = {i: np.zeros(n_attr) for i in intensities}
     for s in range(0, len(idx), batch):
         j = idx[s:s + batch]
         x = images[j].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
@@ -163,13 +165,14 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 flip_to = 1.0 - target[:, k]
                 # intensity v: 'on' = v, 'off' = 1 - v (so 2 means twice as far past the label)
                 target[:, k] = np.where(flip_to > 0.5, inten, 1.0 - inten)
+                target[:, k] = 0.5 + model.edit_gain * (target[:, k] - 0.5)  # as the engine feeds the decoder
                 edited = model.decode(z, target)
                 for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
                     verdict = judge(img) > 0.5
                     success[inten][mode][k] += (verdict[:, k] == (flip_to > 0.5)).sum()
-                    if inten == 1.0 and mode == "residual":
+                    if mode == "residual":
                         others = np.delete(np.arange(n_attr), k)
-                        disturbed[k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
+                        disturbed[inten][k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
         log(f"evaluated {min(s + batch, len(idx))}/{len(idx)} faces")
     n = len(idx)
     std = [i for i, a in enumerate(names) if a in STANDARD_13]
@@ -181,14 +184,14 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         return {"mean_standard13": round(float(np.mean(v[std])) / n, 4), "mean_all": round(float(np.mean(v)) / n, 4)}
 
     result = {
-        "split": split, "faces": n, "attributes": names,
+        "split": split, "faces": n, "attributes": names, "edit_gain": model.edit_gain,
         "attribute_accuracy": {"per_attribute": table(correct), **means(correct)},
         "judge_accuracy_on_real": {"per_attribute": table(judge_correct), **means(judge_correct)},
         "edit_success": {
             f"intensity_{inten:g}": {mode: {"per_attribute": table(v), **means(v)} for mode, v in modes.items()}
             for inten, modes in success.items()},
-        "edit_disturbance": {"per_attribute": table(disturbed), **means(disturbed),
-                             "meaning": "mean fraction of the other attributes whose judge decision changed"},
+        "edit_disturbance": {f"intensity_{inten:g}": {"per_attribute": table(v), **means(v)} for inten, v in disturbed.items()}
+        | {"meaning": "residual edits: mean fraction of the other attributes whose judge decision changed"},
         "reconstruction": {"psnr_db": round(float(np.concatenate(psnrs).mean()), 3),
                            "ssim": round(float(np.concatenate(ssims).mean()), 4)},
         "protocol": ("source attributes = attribute head decisions; each attribute flipped on every face; "
@@ -197,13 +200,32 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     return result
 
 
+def strength_table(result: dict) -> list[dict]:
+    """Per scored intensity: the edit gain it amounts to (value 1 at that gain = value `intensity` at the
+    current gain), residual edit success, disturbance, and the net effect success - (A-1) x disturbance:
+    intended flips landed minus unintended flips caused, per edit (each unintended one counts as much as
+    an intended one). `faceedit export --edit-gain` takes the gain with the best net effect on validation."""
+    n_other = len(result["attributes"]) - 1
+    g0 = result.get("edit_gain", 1.0)
+    rows = []
+    for key, modes in result["edit_success"].items():
+        inten = float(key.split("_", 1)[1])
+        s = modes["residual"]["mean_standard13"]
+        d = result["edit_disturbance"][key]["mean_standard13"]
+        rows.append({"intensity": inten, "gain": round(g0 * (2 * inten - 1), 4), "edit_success": s,
+                     "disturbance": d, "net": round(s - n_other * d, 4)})
+    return sorted(rows, key=lambda r: r["intensity"])
+
+
 def summary(result: dict) -> dict:
     es = result["edit_success"]["intensity_1"]["residual"]
     return {"split": result["split"], "faces": result["faces"],
             "attribute_accuracy_mean13": result["attribute_accuracy"]["mean_standard13"],
             "edit_success_mean13": es["mean_standard13"],
             "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
-            "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"]}
+            "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"],
+            "edit_disturbance_mean13": result["edit_disturbance"]["intensity_1"]["mean_standard13"],
+            "edit_gain": result.get("edit_gain", 1.0)}
 
 
 def write_json(obj, path):

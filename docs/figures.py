@@ -1,6 +1,6 @@
 """Make the README's pictures with the shipped model (engine only, no torch):
 
-    python docs/figures.py            # writes docs/img/astronaut-edits.jpg
+    python docs/figures.py            # writes docs/img/astronaut-edits.jpg and docs/img/sampled-edits.png
 
 The astronaut photo (scikit-image, public domain) is detected, aligned, edited and pasted back exactly as
 `faceedit run` does; each panel is the same zoom on the face of the full edited photo.
@@ -41,5 +41,30 @@ def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
     print(f"wrote {out}")
 
 
+def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=2):
+    """Faces the model draws itself (z ~ N(0, I), no real person), then each attribute set to the opposite
+    of the row's value, column by column: the model's edits without any photo involved."""
+    from faceedit.engine import tensors
+    ed = Editor.load()
+    z = np.random.default_rng(seed).standard_normal((rows, *ed.model.z_shape)).astype(np.float32)
+    base = np.tile(np.asarray(ed.model.defaults, np.float32), (rows, 1))
+    cols = [("sampled", base)]
+    for name in ("Male", "Young", "Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Bangs", "Mustache", "Bald"):
+        i = ed.attribute_names.index(name)
+        y = base.copy()
+        y[:, i] = ed.decoder_values(1 - base[:, i])
+        cols.append((name.lower()[:10] + ("=0" if base[0, i] else "=1"), y))
+    s = ed.size * scale
+    tiles = [[cv2.resize(tensors.to_uint8(img), (s, s), interpolation=cv2.INTER_NEAREST)
+              for img in ed.run_decoder(z, y)] for _, y in cols]
+    header = np.full((22, s * len(cols), 3), 255, np.uint8)
+    for c, (label, _) in enumerate(cols):
+        cv2.putText(header, label, (c * s + 3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    grid = np.vstack([header] + [np.hstack([tiles[c][r] for c in range(len(cols))]) for r in range(rows)])
+    write_photo(Path(out), grid)
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sampled_grid()

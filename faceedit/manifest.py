@@ -89,6 +89,7 @@ def iter_files(manifest: dict):
         for precision, entry in (precisions or {}).items():
             entries.append((f"{graph}/{precision}", entry))
     entries.append(("judge", manifest.get("judge")))
+    entries.append(("latent_prior", manifest.get("latent_prior")))
     trt = manifest.get("tensorrt")
     if isinstance(trt, dict):
         entries += [(f"tensorrt/{k}", e) for k, e in (trt.get("engines") or {}).items()]

@@ -144,6 +144,16 @@ def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path)
     assert not np.array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1}))
 
 
+def test_sample_draws_from_the_fitted_latent_prior(editor, tiny_model_dir):
+    with np.load(tiny_model_dir / editor.model.latent_prior) as f:
+        mean, factor = f["mean"], f["factor"].astype(np.float64)
+    z = editor.draw_latents(4000, seed=1).reshape(4000, -1)
+    scale = np.sqrt((factor ** 2).sum(1))  # per-dimension standard deviation of the fit
+    assert np.all(np.abs(z.mean(0) - mean) < 0.1 * scale + 1e-3)
+    np.testing.assert_allclose(z.std(0), scale, rtol=0.1, atol=1e-3)
+    assert editor.sample(2, seed=3).shape == (2, 64, 64, 3)
+
+
 def _rows(ed, imgs):
     from faceedit.engine.tensors import to_tensor
     t, m = ed.change_vectors({"smiling": 1, "bald": 0.5})

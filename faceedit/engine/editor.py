@@ -40,6 +40,7 @@ class Editor:
         self.attribute_names = list(model.attribute_names)
         self._graphs: dict = {}
         self._lock = threading.Lock()
+        self._prior = None
         self.fused = backend.has(model, "editor", precision)
 
     # ---- loading -----------------------------------------------------------------------------------
@@ -142,6 +143,17 @@ class Editor:
         n = len(x)
         return both[:n], both[n:], probs
 
+    def draw_latents(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n latents where real faces sit (the export's fitted Gaussian; N(0, I) for a model without one)."""
+        eps = np.random.default_rng(seed).standard_normal((n, int(np.prod(self.model.z_shape))))
+        if self.model.latent_prior:
+            if self._prior is None:
+                with np.load(self.model.path / self.model.latent_prior, allow_pickle=False) as f:
+                    self._prior = (f["mean"].astype(np.float64), f["factor"].astype(np.float64))
+            mean, factor = self._prior
+            eps = mean + eps @ factor.T
+        return eps.reshape(n, *self.model.z_shape).astype(np.float32)
+
     def decoder_values(self, values: np.ndarray) -> np.ndarray:
         """User values (0 off, 1 on) -> the decoder's attribute inputs: 0.5 + gain * (v - 0.5). The decoder
         learnt 0/1 labels but a set attribute needs a stronger push to show; the export measured the gain
@@ -206,6 +218,6 @@ class Editor:
             raise EngineError(f"count must be at least 1, got {n}")
         target, mask = self.change_vectors(attributes)
         attrs = np.where(mask > 0, self.decoder_values(target), np.asarray(self.model.defaults, np.float32)).astype(np.float32)
-        z = np.random.default_rng(seed).standard_normal((n, *self.model.z_shape)).astype(np.float32)
+        z = self.draw_latents(n, seed)
         images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
         return np.stack([tensors.to_uint8(t) for t in images])

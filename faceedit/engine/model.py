@@ -45,6 +45,7 @@ class ModelInfo:
     defaults: list
     crop: dict
     graphs: dict = field(default_factory=dict)
+    latent_prior: str | None = None  # file name of the fitted latent Gaussian (sample() draws from it)
     edit_gain: float = 1.0     # decoder input for a set value v: 0.5 + gain * (v - 0.5); see manifest "edit_strength"
 
     @classmethod
@@ -56,7 +57,8 @@ class ModelInfo:
             defaults = [float(a.get("default") or 0.0) for a in m["attributes"]]
             info = cls(path=path, manifest=m, image_size=int(m["image_size"]), z_shape=tuple(m["z_shape"]),
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
-                       edit_gain=float((m.get("edit_strength") or {}).get("gain", 1.0)))
+                       edit_gain=float((m.get("edit_strength") or {}).get("gain", 1.0)),
+                       latent_prior=(m.get("latent_prior") or {}).get("path"))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{path}/manifest.json lacks a required field ({e}): the model directory is damaged") from None
         if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":

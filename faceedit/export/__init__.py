@@ -238,7 +238,11 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
                     log(f"OpenVINO int8 skipped: {why}")
                     precisions["openvino_int8"] = {"skipped": why}
 
-        # 4. judge (evaluation only)
+        # 4. where real faces sit in latent space (what sample() draws from)
+        from faceedit.export.latent import LATENT_FILE, fit_latent_prior
+        latent_entry = fit_latent_prior(fp32["encoder"], trained_on, cfg.image_size, tmp / LATENT_FILE, log=log)
+
+        # 4b. judge (evaluation only)
         judge_entry = None
         if judge is not None:
             judge_entry = export_judge(judge, tmp / "judge.onnx")
@@ -272,6 +276,7 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
                      "box_center": [round(c, 6) for c in CROP_CENTER], "eyes": EYES},
             "graphs": graphs,
             "judge": judge_entry,
+            "latent_prior": latent_entry,
             "edit_strength": {"gain": float(edit_gain), "chosen": edit_gain_note or "default (identity)",
                               "meaning": "a value v set by the user enters the decoder as 0.5 + gain * (v - 0.5); "
                                          "attributes not set keep the attribute head's 0/1 decisions"},

@@ -46,7 +46,7 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
     of the row's value, column by column: the model's edits without any photo involved."""
     from faceedit.engine import tensors
     ed = Editor.load()
-    z = np.random.default_rng(seed).standard_normal((rows, *ed.model.z_shape)).astype(np.float32)
+    z = ed.draw_latents(rows, seed)
     base = np.tile(np.asarray(ed.model.defaults, np.float32), (rows, 1))
     cols = [("sampled", base)]
     for name in ("Male", "Young", "Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Bangs", "Mustache", "Bald"):

@@ -123,6 +123,16 @@ def test_cold_run_reports_wall_time_rss_and_failure():
     assert not bad["ok"] and bad["runs"][0]["exit_code"] == 1 and bad["runs"][0]["stderr_tail"] == "boom"
 
 
+def test_cold_run_rss_is_the_childs_not_the_benchmarks():
+    # Linux keeps the RSS high-water mark across vfork+exec: a child of a big process used to report
+    # the parent's peak (the benchmark's ~1 GB) as its own
+    import numpy as np
+    ballast = np.ones(400 * 2**20 // 8)  # this process now holds 400 MB
+    r = coldrun.run_once([sys.executable, "-c", "pass"])
+    assert r["exit_code"] == 0 and 1 < r["peak_rss_mb"] < 150, r
+    del ballast
+
+
 def test_concurrency_counts_requests():
     from faceedit.engine.bench.concurrency import run_clients
     import time

@@ -17,9 +17,9 @@ from faceedit.engine import Editor, PhotoEditor
 from faceedit.engine.imageio import read_photo, write_photo
 
 ROOT = Path(__file__).resolve().parent.parent
-EDITS = [("input", {}), ("young=1 smiling=1", {"young": 1, "smiling": 1}), ("smiling=0", {"smiling": 0}),
+EDITS = [("input", {}), ("black_hair=1", {"black_hair": 1}), ("smiling=0", {"smiling": 0}),
          ("male=1", {"male": 1}), ("eyeglasses=1", {"eyeglasses": 1}), ("blond_hair=1", {"blond_hair": 1}),
-         ("bangs=1", {"bangs": 1}), ("young=0", {"young": 0})]
+         ("bangs=0", {"bangs": 0}), ("young=0", {"young": 0})]
 
 
 def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):

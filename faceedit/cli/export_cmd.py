@@ -25,11 +25,20 @@ def _summary(console, manifest: dict, out: Path):
     t = Table(title=f"model directory {out}", show_lines=False)
     for col in ("graph", "precision", "file", "MB"):
         t.add_column(col, justify="right" if col == "MB" else "left")
+    shared = {}  # companions several graphs use (weights.bin): listed once, with the graphs that use it
     for graph, precisions in manifest["graphs"].items():
         for precision, entry in precisions.items():
-            t.add_row(graph, precision, entry["path"], f"{entry['bytes'] / 1e6:.2f}")
-    if manifest.get("judge"):
-        t.add_row("judge", "fp32", manifest["judge"]["path"], f"{manifest['judge']['bytes'] / 1e6:.2f}")
+            companions = entry.get("companions") or []
+            own = sum(c["bytes"] for c in companions if c["path"].startswith(graph))  # an IR's own .bin
+            for c in companions:
+                if not c["path"].startswith(graph):
+                    shared.setdefault(c["path"], [c["bytes"], []])[1].append(f"{graph}/{precision}")
+            t.add_row(graph, precision, entry["path"], f"{(entry['bytes'] + own) / 1e6:.2f}")
+    for path, (size, users) in shared.items():
+        t.add_row("(shared)", "", f"{path} (used by {len(users)} graphs)", f"{size / 1e6:.2f}")
+    for key in ("judge", "latent_prior"):
+        if manifest.get(key):
+            t.add_row(key, "", manifest[key]["path"], f"{manifest[key]['bytes'] / 1e6:.2f}")
     for key, entry in (manifest.get("tensorrt") or {}).get("engines", {}).items():
         t.add_row(key.split("/")[0], "TensorRT fp16", entry["path"], f"{entry['bytes'] / 1e6:.2f}")
     console.print(t)

@@ -35,3 +35,10 @@ def unknown_message(name: str, available) -> str:
     close = difflib.get_close_matches(canonical(name), keys, n=1, cutoff=0.5)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"unknown attribute '{name}'.{hint} Valid: {', '.join(keys)}"
+
+
+def decoder_value(value, gain: float = 1.0):
+    """A value a user sets (0 off, 1 on; -1..2 extrapolates) -> the decoder's attribute input:
+    0.5 + gain * (value - 0.5). The decoder learnt 0/1 labels; a model's export may record a gain > 1
+    (manifest "edit_strength") so that 1 pushes harder. Works on floats and numpy arrays alike."""
+    return value if gain == 1.0 else 0.5 + gain * (value - 0.5)

@@ -25,17 +25,20 @@ def _summary(console, manifest: dict, out: Path):
     t = Table(title=f"model directory {out}", show_lines=False)
     for col in ("graph", "precision", "file", "MB"):
         t.add_column(col, justify="right" if col == "MB" else "left")
-    shared = {}  # companions several graphs use (weights.bin): listed once, with the graphs that use it
-    for graph, precisions in manifest["graphs"].items():
-        for precision, entry in precisions.items():
-            companions = entry.get("companions") or []
-            own = sum(c["bytes"] for c in companions if c["path"].startswith(graph))  # an IR's own .bin
-            for c in companions:
-                if not c["path"].startswith(graph):
-                    shared.setdefault(c["path"], [c["bytes"], []])[1].append(f"{graph}/{precision}")
-            t.add_row(graph, precision, entry["path"], f"{(entry['bytes'] + own) / 1e6:.2f}")
-    for path, (size, users) in shared.items():
-        t.add_row("(shared)", "", f"{path} (used by {len(users)} graphs)", f"{size / 1e6:.2f}")
+    from collections import Counter
+    entries = [(g, p, e) for g, precisions in manifest["graphs"].items() for p, e in precisions.items()]
+    users = Counter(c["path"] for _, _, e in entries for c in e.get("companions") or [])
+    shared = {}  # a companion several graphs use (weights.bin) gets a row of its own; an IR's .bin counts with it
+    for graph, precision, entry in entries:
+        size = entry["bytes"]
+        for c in entry.get("companions") or []:
+            if users[c["path"]] > 1:
+                shared[c["path"]] = c["bytes"]
+            else:
+                size += c["bytes"]
+        t.add_row(graph, precision, entry["path"], f"{size / 1e6:.2f}")
+    for path, size in shared.items():
+        t.add_row("(shared)", "", f"{path} (used by {users[path]} graphs)", f"{size / 1e6:.2f}")
     for key in ("judge", "latent_prior"):
         if manifest.get(key):
             t.add_row(key, "", manifest[key]["path"], f"{manifest[key]['bytes'] / 1e6:.2f}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceedit.attributes import resolve
+from faceedit.attributes import decoder_value, resolve
 from faceedit.engine import tensors
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
@@ -155,11 +155,8 @@ class Editor:
         return eps.reshape(n, *self.model.z_shape).astype(np.float32)
 
     def decoder_values(self, values: np.ndarray) -> np.ndarray:
-        """User values (0 off, 1 on) -> the decoder's attribute inputs: 0.5 + gain * (v - 0.5). The decoder
-        learnt 0/1 labels but a set attribute needs a stronger push to show; the export measured the gain
-        on validation faces (manifest "edit_strength"). Gain 1 is the identity."""
-        g = self.model.edit_gain
-        return values if g == 1.0 else (0.5 + g * (values - 0.5)).astype(np.float32)
+        """User values -> the decoder's attribute inputs, with this model's edit gain (attributes.decoder_value)."""
+        return np.asarray(decoder_value(values, self.model.edit_gain), np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")

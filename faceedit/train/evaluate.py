@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceedit.attributes import STANDARD_13
+from faceedit.attributes import STANDARD_13, decoder_value
 from faceedit.train.data import ImageCache, load_celeba
 
 
@@ -164,8 +164,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 target = y_src.astype(np.float32)
                 flip_to = 1.0 - target[:, k]
                 # intensity v: 'on' = v, 'off' = 1 - v (so 2 means twice as far past the label)
-                target[:, k] = np.where(flip_to > 0.5, inten, 1.0 - inten)
-                target[:, k] = 0.5 + model.edit_gain * (target[:, k] - 0.5)  # as the engine feeds the decoder
+                target[:, k] = decoder_value(np.where(flip_to > 0.5, inten, 1.0 - inten), model.edit_gain)
                 edited = model.decode(z, target)
                 for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
                     verdict = judge(img) > 0.5

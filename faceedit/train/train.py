@@ -230,10 +230,12 @@ class Trainer:
     # ---- validation -------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """Attribute accuracy, reconstruction PSNR, and edit success as judged by D's classifier (a proxy:
-        the independent judge in faceedit.train.evaluate gives the reported figures)."""
+        """Attribute accuracy, reconstruction PSNR, edit success as judged by D's classifier (a proxy), and,
+        with a judge, the judge's verdict on the same edits applied as residuals (what best.pt is chosen by;
+        faceedit.train.evaluate gives the reported figures)."""
         m = self.model.eval()
         accs, psnrs, succ = [], [], []
+        judged, judge_hits = 0, 0.0  # the judge scores the residual edits of the first judge_val faces
         for i in range(0, len(self.val_idx), 128):
             idx = self.val_idx[i:i + 128]
             x, y = to_tensor(self.images[idx]), torch.from_numpy(self.labels[idx])
@@ -244,41 +246,27 @@ class Trainer:
             x_rec = m.decoder(mu, y_src)
             mse = ((x_rec - x) / 2).pow(2).flatten(1).mean(1)
             psnrs.append(10 * torch.log10(1 / mse.clamp_min(1e-10)))
+            n_judge = min(len(x), self.cfg.judge_val - i) if self.judge is not None else 0
             per_attr = []
             for k in range(y.shape[1]):
                 y_t = y_src.clone()
                 y_t[:, k] = 1 - y_t[:, k]
-                c = torch.sigmoid(m.discriminator(m.decoder(mu, y_t))[1][:, k])
+                x_t = m.decoder(mu, y_t)
+                c = torch.sigmoid(m.discriminator(x_t)[1][:, k])
                 per_attr.append(((c > 0.5).float() == y_t[:, k]).float().mean())
+                if n_judge > 0:  # the edit as the product ships it: residual on the crop
+                    res = (x[:n_judge] + x_t[:n_judge] - x_rec[:n_judge]).clamp(-1, 1)
+                    verdict = torch.sigmoid(self.judge(res)[:, k]) > 0.5
+                    judge_hits += float((verdict.float() == y_t[:n_judge, k]).sum())
+                    judged += n_judge
             succ.append(torch.stack(per_attr))
         m.train()
         acc = torch.stack(accs).mean(0)
         out = {"attr_acc": float(acc.mean()), "psnr": float(torch.cat(psnrs).mean()),
                "edit_success_d": float(torch.stack(succ).mean())}
         if self.judge is not None:
-            out["edit_success_judge"] = self.judge_edit_success()
+            out["edit_success_judge"] = judge_hits / max(judged, 1)
         return out
-
-    @torch.no_grad()
-    def judge_edit_success(self) -> float:
-        """Mean over attributes of how often the judge sees the residual edit (the product's default) land,
-        each attribute flipped on each of the first judge_val validation faces."""
-        m = self.model.eval()
-        hits, count = 0.0, 0
-        idx = self.val_idx[: self.cfg.judge_val]
-        for i in range(0, len(idx), 128):
-            x = to_tensor(self.images[idx[i:i + 128]])
-            mu, _ = m.encoder(x)
-            y_src = (torch.sigmoid(m.attribute_head(x)) > 0.5).float()
-            rec = m.decoder(mu, y_src)
-            for k in range(y_src.shape[1]):
-                y_t = y_src.clone()
-                y_t[:, k] = 1 - y_t[:, k]
-                verdict = torch.sigmoid(self.judge((x + m.decoder(mu, y_t) - rec).clamp(-1, 1))[:, k]) > 0.5
-                hits += float((verdict.float() == y_t[:, k]).sum())
-                count += len(x)
-        m.train()
-        return hits / max(count, 1)
 
     def score(self, val: dict) -> float:
         """What best.pt maximises: the judge's edit success when a judge is given, else D's (a proxy)."""

@@ -6,7 +6,9 @@ subprocess spawns with vfork, so a child of this (large, model-holding) process 
 peak. The reaper is a bare Python whose own child starts from its few MB; it reports that child's figures."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,8 +40,6 @@ def run_once(argv: list[str], env: dict | None = None, timeout: float = 120.0) -
 
 
 def _run_reaped(argv, env, timeout, errfile, report) -> dict:
-    import json
-    import signal
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", REAPER, report, *argv], stdout=subprocess.DEVNULL,
                             stderr=errfile, env=env, start_new_session=True)

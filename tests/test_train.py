@@ -104,3 +104,16 @@ def test_judge_learns_synthetic_attributes(synth_data, tmp_path):
     val = labels[ds.split_indices("val")]
     majority = np.maximum(val.mean(0), 1 - val.mean(0)).mean()
     assert np.mean(state["val_accuracy"]) > majority + 0.05
+
+
+def test_flip_bce_counts_only_the_changed_attributes():
+    from faceedit.train.train import flip_bce
+    source = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    target = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])  # one change, on face 0 attribute 0
+    right = torch.tensor([[9.0, 9.0, -9.0], [9.0, 9.0, -9.0]])
+    wrong_elsewhere = torch.tensor([[9.0, -9.0, 9.0], [-9.0, -9.0, 9.0]])  # wrong only where nothing changed
+    missed = torch.tensor([[-9.0, 9.0, -9.0], [9.0, 9.0, -9.0]])          # the change did not land
+    assert flip_bce(right, target, source) < 1e-3
+    assert flip_bce(wrong_elsewhere, target, source) < 1e-3
+    assert abs(flip_bce(missed, target, source).item() - 9.0) < 1e-3
+    assert flip_bce(right, source, source).item() == 0.0  # no change: no loss, no division by zero

@@ -6,7 +6,8 @@ One step:
   G step: L1 + learned-similarity (D features) reconstruction, KL (warm-up), adversarial on both fakes,
           attribute-head BCE on real images, and the edit loss: BCE against y' of two classifiers that
           are never trained on fakes (the AttGAN constraint, so G cannot collude with them): D's attribute
-          logits and a frozen, periodically refreshed snapshot of the attribute head. Both look at the raw
+          logits and a frozen, periodically refreshed snapshot of the attribute head, plus the same BCE
+          restricted to the attributes the edit changes (flip_bce). Both classifiers look at the raw
           edit and at the residual edit the engine ships (crop + edit - reconstruction), each randomly
           shifted, scaled and flipped: an edit counts only if it survives that, which rules out the
           classifier-specific pixel patterns that fooled D alone and were invisible to an independent judge.
@@ -58,6 +59,7 @@ class TrainConfig:
     w_adv: float = 1.0
     w_attr: float = 2.0
     w_edit: float = 10.0
+    w_flip: float = 5.0            # extra weight on the attributes an edit changes (see flip_bce)
     w_d_cls: float = 1.0
     teacher_every: int = 100       # steps between refreshes of the frozen attribute-head snapshot
     judge: str = ""                # judge checkpoint: choose best.pt by its edit success on validation
@@ -91,6 +93,14 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None) -> torch.Ten
     flipped = (y + one) % 2
     pick = (torch.rand(b, generator=g) < 0.5)[:, None]
     return torch.where(pick, shuffled, flipped)
+
+
+def flip_bce(logits: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """BCE over the attributes an edit changes, and only those. In the all-attribute edit loss a user's
+    single flip is 1 term of 13 and the other 12 are already right, so a flip that half lands costs little."""
+    changed = (target != source).float()
+    per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    return (per_entry * changed).sum() / changed.sum().clamp_min(1.0)
 
 
 def jitter(x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +210,7 @@ class Trainer:
             d_edit, _, _ = m.discriminator(x_edit)
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
             edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
-            targets = torch.cat([y_edit, y_edit])
+            targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
             c_d = m.discriminator(jitter(edits))[1]
             c_t = self.teacher(jitter(edits).contiguous(memory_format=torch.channels_last))
             with torch.no_grad():
@@ -213,9 +223,11 @@ class Trainer:
                 "adv": F.softplus(-d_rec).mean() + F.softplus(-d_edit).mean(),
                 "attr": bce(attr_logits, y),
                 "edit": 0.5 * (bce(c_d, targets) + bce(c_t, targets)),
+                "flip": 0.5 * (flip_bce(c_d, targets, sources) + flip_bce(c_t, targets, sources)),
             }
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
-                      + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"])
+                      + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
+                      + cfg.w_flip * parts["flip"])
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

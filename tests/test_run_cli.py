@@ -187,3 +187,22 @@ def test_errors_are_one_line_and_write_nothing(case, tiny_model_dir, face_file, 
     assert len(errors) == 1 and match in errors[0], r.output
     assert "Traceback" not in r.output
     assert {p.name for p in tmp_path.rglob("*")} == before  # nothing written, not even a temp file
+
+
+def test_warns_before_an_edit_the_model_rarely_lands(tiny_model_dir, face_file, tmp_path):
+    """The manifest's eval figures (export --eval-json) name attributes whose edits rarely land: `run` says so
+    before editing, and says nothing for the others."""
+    import shutil
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    weak, strong = [a["name"] for a in manifest["attributes"]][:2]
+    manifest["eval"] = {"split": "test", "edit_success_per_attribute": {weak: 0.036, strong: 0.9}}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    args = ["--model", model, "--backend", "onnxruntime", "--precision", "fp32", "--aligned"]
+    r = cli("run", "--image", face_file, "--set", f"{weak}=1", "--out", tmp_path / "a.png", *args)
+    assert r.exit_code == 0, r.output
+    assert f"note: {weak} edits landed on 4% of the test faces" in r.output
+    r = cli("run", "--image", face_file, "--set", f"{strong}=1", "--out", tmp_path / "b.png", *args)
+    assert r.exit_code == 0, r.output
+    assert "note:" not in r.output

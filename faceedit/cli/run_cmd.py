@@ -69,6 +69,9 @@ def register(app: typer.Typer):
         editor = _load(model, backend, precision)
         _, mask = editor.change_vectors(changes)
         changed = {n for n, m in zip(editor.attribute_names, mask) if m}
+        for name, rate, split in editor.model.weak_edits(sorted(changed)):
+            typer.secho(f"note: {name} edits landed on {rate:.0%} of the {split} faces this model was measured on; "
+                        "expect little change or artefacts", fg="yellow", err=True)
         pe = PhotoEditor(editor, detector_model)
         failures, report = 0, []
         for o in files.run_jobs(pe, jobs, changes, which, aligned, raw, int(max_pixels * 1e6)):

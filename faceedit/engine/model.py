@@ -47,6 +47,7 @@ class ModelInfo:
     graphs: dict = field(default_factory=dict)
     latent_prior: str | None = None  # file name of the fitted latent Gaussian (sample() draws from it)
     edit_gain: float = 1.0     # decoder input for a set value v: 0.5 + gain * (v - 0.5); see manifest "edit_strength"
+    eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
 
     @classmethod
     def load(cls, model=None, verify: bool = True) -> "ModelInfo":
@@ -58,12 +59,20 @@ class ModelInfo:
             info = cls(path=path, manifest=m, image_size=int(m["image_size"]), z_shape=tuple(m["z_shape"]),
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
                        edit_gain=float((m.get("edit_strength") or {}).get("gain", 1.0)),
-                       latent_prior=(m.get("latent_prior") or {}).get("path"))
+                       latent_prior=(m.get("latent_prior") or {}).get("path"),
+                       eval_summary=dict(m.get("eval") or {}))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{path}/manifest.json lacks a required field ({e}): the model directory is damaged") from None
         if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":
             raise ModelError(f"{path}: unsupported layout {m.get('layout')}/{m.get('channel_order')} (expected NCHW RGB)")
         return info
+
+    def weak_edits(self, names, below: float = 0.25) -> list[tuple[str, float, str]]:
+        """(name, measured edit success, split) for each attribute whose edits landed on fewer than `below`
+        of the evaluated faces: the CLI warns before a user waits for an edit that rarely shows."""
+        rates = self.eval_summary.get("edit_success_per_attribute") or {}
+        split = str(self.eval_summary.get("split", "evaluation"))
+        return [(n, float(rates[n]), split) for n in names if isinstance(rates.get(n), (int, float)) and rates[n] < below]
 
     def precisions_of(self, graph: str) -> list[str]:
         return list((self.graphs.get(graph) or {}).keys())

@@ -224,7 +224,9 @@ def summary(result: dict) -> dict:
             "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
             "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"],
             "edit_disturbance_mean13": result["edit_disturbance"]["intensity_1"]["mean_standard13"],
-            "edit_gain": result.get("edit_gain", 1.0)}
+            "edit_gain": result.get("edit_gain", 1.0),
+            # per attribute, so the runtime can warn before an edit that rarely lands
+            "edit_success_per_attribute": {k: round(float(v), 4) for k, v in es["per_attribute"].items()}}
 
 
 def write_json(obj, path):

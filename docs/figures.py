@@ -17,20 +17,23 @@ from faceedit.engine import Editor, PhotoEditor
 from faceedit.engine.imageio import read_photo, write_photo
 
 ROOT = Path(__file__).resolve().parent.parent
-EDITS = [("input", {}), ("black_hair=1", {"black_hair": 1}), ("smiling=0", {"smiling": 0}),
-         ("male=1", {"male": 1}), ("eyeglasses=1", {"eyeglasses": 1}), ("blond_hair=1", {"blond_hair": 1}),
-         ("bangs=0", {"bangs": 0}), ("young=0", {"young": 0})]
+# each panel sets one of these to the opposite of what the model infers for her (a value she already has
+# would change nothing, and what the model infers changes with the weights)
+EDITED = ["Black_Hair", "Smiling", "Male", "Eyeglasses", "Blond_Hair", "Bangs", "Young"]
 
 
 def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
     photo = read_photo(ROOT / "examples/astronaut.jpg")
     pe = PhotoEditor(Editor.load())
-    x, y, w, h = pe.edit([photo], {})[0].faces[0].box
+    face = pe.edit([photo], {})[0].faces[0]
+    x, y, w, h = face.box
+    flips = [(name, 0 if face.before[name] >= 0.5 else 1) for name in EDITED]
+    edits = [("input", {})] + [(f"{n.lower()}={v}", {n.lower(): v}) for n, v in flips]
     cx, cy, side = x + w / 2, y + h / 2, int(max(w, h) * 1.6)
     x0 = int(np.clip(cx - side / 2, 0, photo.rgb.shape[1] - side))
     y0 = int(np.clip(cy - side / 2, 0, photo.rgb.shape[0] - side))
     panels = []
-    for label, changes in EDITS:
+    for label, changes in edits:
         rgb = pe.edit([photo], changes)[0].photo.rgb if changes else photo.rgb
         tile = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (panel, panel), interpolation=cv2.INTER_AREA)
         bar = np.full((26, panel, 3), 255, np.uint8)

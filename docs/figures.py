@@ -45,8 +45,8 @@ def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
 
 
 def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=2):
-    """Faces the model draws itself (latents from the model's fitted prior, no real person), then each attribute set to the opposite
-    of the row's value, column by column: the model's edits without any photo involved."""
+    """Faces the model draws itself (latents from the model's fitted prior, no real person), then each
+    attribute set to the opposite of the row's value, column by column: the model's edits without any photo."""
     from faceedit.engine import tensors
     ed = Editor.load()
     z = ed.draw_latents(rows, seed)

@@ -2,6 +2,7 @@
 Needs the [train] extra (torch, onnx)."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +26,6 @@ def _summary(console, manifest: dict, out: Path):
     t = Table(title=f"model directory {out}", show_lines=False)
     for col in ("graph", "precision", "file", "MB"):
         t.add_column(col, justify="right" if col == "MB" else "left")
-    from collections import Counter
     entries = [(g, p, e) for g, precisions in manifest["graphs"].items() for p, e in precisions.items()]
     users = Counter(c["path"] for _, _, e in entries for c in e.get("companions") or [])
     shared = {}  # a companion several graphs use (weights.bin) gets a row of its own; an IR's .bin counts with it

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -117,3 +118,45 @@ def test_flip_bce_counts_only_the_changed_attributes():
     assert flip_bce(wrong_elsewhere, target, source) < 1e-3
     assert abs(flip_bce(missed, target, source).item() - 9.0) < 1e-3
     assert flip_bce(right, source, source).item() == 0.0  # no change: no loss, no division by zero
+
+
+def test_time_limit_stops_with_a_validated_checkpoint(synth_data, tmp_path):
+    said = []
+    t = Trainer(tiny_config(synth_data, tmp_path / "t", steps=10_000, eval_every=10_000, ckpt_every=10_000,
+                            time_limit=1.0), log=said.append)
+    t.fit()
+    assert 1 <= t.step < 10_000 and any("time limit" in s for s in said)
+    state = torch.load(tmp_path / "t" / "last.pt", weights_only=True)
+    assert state["step"] == t.step
+    assert (tmp_path / "t" / f"step_{t.step:07d}.pt").exists()  # validated at the stop, a candidate like any
+
+
+def test_learning_rate_decays_linearly_to_lr_final(synth_data, tmp_path):
+    lrs = [s["lr"] for _, s in run_steps(tiny_config(synth_data, tmp_path / "lr", steps=4, lr=1e-3, lr_final=0.2,
+                                                      eval_every=100))]
+    assert lrs == pytest.approx([1e-3, 0.8e-3, 0.6e-3, 0.4e-3])
+
+
+def test_classifier_augmentation_moves_pixels_within_range():
+    from faceedit.train.train import augment
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 64, 64) * 2 - 1
+    a = augment(x)
+    assert a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    assert (a - x).abs().mean() > 0.05  # each face is actually moved, scaled or re-lit
+
+
+def test_cls_aug_trains(synth_data, tmp_path):
+    losses = run_steps(tiny_config(synth_data, tmp_path / "aug", steps=2, eval_every=100, cls_aug=True, cls_smooth=0.1))
+    assert [s for s, _ in losses] == [1, 2] and all(np.isfinite(v) for _, s in losses for v in s.values())
+
+
+def test_unknown_or_absent_device_is_refused():
+    from faceedit.train.train import pick_device
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")

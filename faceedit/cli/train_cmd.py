@@ -31,8 +31,10 @@ def register(app: typer.Typer):
               seed: int = typer.Option(0, "--seed"),
               ckpt_every: int = typer.Option(200, "--ckpt-every", help="Steps between last.pt checkpoints."),
               eval_every: int = typer.Option(0, "--eval-every", help="Steps between validations (0: each epoch)."),
-              bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast on CPU (AMX/AVX512-bf16)."),
-              threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores).")):
+              bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast (CPUs with AVX512-bf16/AMX, and GPUs)."),
+              threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores)."),
+              device: str = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu or cuda."),
+              time_limit: float = typer.Option(0, "--time-limit", help="Stop after this many seconds (validated and checkpointed); 0: no limit.")):
         """Train the CVAE-GAN. Runs under torchrun for DDP (gloo on CPU, nccl on GPU).
 
         Example: faceedit train --data ../shared/celeba --out runs/celeba64 --epochs 20
@@ -47,7 +49,7 @@ def register(app: typer.Typer):
         cfg = TrainConfig(data=str(data), out=str(out), image_size=image_size,
                           attributes=list(attrs or DEFAULT_ATTRIBUTES), epochs=epochs, steps=steps,
                           batch_size=batch_size, seed=seed, ckpt_every=ckpt_every, eval_every=eval_every,
-                          bf16=bf16, threads=threads)
+                          bf16=bf16, threads=threads, device=device, time_limit=time_limit)
         with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeRemainingColumn(), TextColumn("{task.fields[stats]}")) as bar:
             trainer = Trainer(cfg, resume=resume, log=bar.console.print)

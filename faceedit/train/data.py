@@ -157,6 +157,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FACEEDIT_CACHE", Path.home() / ".cache" / "faceedit"))
 
 
+def cache_path(ds: CelebA, size: int, cache_dir: Path | None = None) -> Path:
+    """Where ImageCache keeps this data set's crops at this size (faceedit.train.bundle fills it directly)."""
+    stat = (ds.root / ATTR_FILE).stat()
+    key = f"{ds.root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{len(ds.names)}|{size}|{CROP_FRACTION}|{CROP_CENTER}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return Path(cache_dir or default_cache_dir()) / f"celeba-{size}-{digest}.u8"
+
+
 class ImageCache:
     """All crops of a data set at one size, decoded once into a uint8 memmap (N, S, S, 3).
 
@@ -165,10 +173,7 @@ class ImageCache:
 
     def __init__(self, ds: CelebA, size: int, cache_dir: Path | None = None, progress=None):
         cache_dir = Path(cache_dir or default_cache_dir())
-        stat = (ds.root / ATTR_FILE).stat()
-        key = f"{ds.root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{len(ds.names)}|{size}|{CROP_FRACTION}|{CROP_CENTER}"
-        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        self.path = cache_dir / f"celeba-{size}-{digest}.u8"
+        self.path = cache_path(ds, size, cache_dir)
         shape = (len(ds.names), size, size, 3)
         if not self.path.exists():
             cache_dir.mkdir(parents=True, exist_ok=True)

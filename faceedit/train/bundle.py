@@ -1,0 +1,139 @@
+"""Pack training data and a checkpoint small enough to carry to another machine (a rented GPU), and unpack
+them there.
+
+- Data: the face crops training reads, not the original photos, WebP-coded at high quality (~43 dB against
+  the crops), with label files cut down to the packed faces, so the bundle is itself a small CelebA-layout
+  folder. Its crops are written straight into the ImageCache that `Trainer` reads, so no photo is needed
+  there. CelebA's 12,277 training crops at 64x64 plus 256 validation faces come to about 28 MB.
+- Checkpoint: fp16 weights without optimizer state ("slim"). Training resumes from it with fresh Adam
+  moments; eval and export load it like any checkpoint (a generator-only one too).
+
+  python -m faceedit.train.bundle pack-data --data ../shared/celeba --out gpu/data
+  python -m faceedit.train.bundle unpack-data --bundle gpu/data
+  python -m faceedit.train.bundle slim --checkpoint runs/x/best.pt --out gpu/start.pt [--generator-only]
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceedit.train.data import (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, DataError, ImageCache, cache_path,
+                                 load_celeba)
+
+CROPS_FILE = "crops-{size}.npz"
+GENERATOR_PARTS = ("encoder.", "attribute_head.", "decoder.")
+
+
+def _write_atomic(path: Path, text: str):
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def pack_data(data, out, size: int = 64, max_val: int = 256, quality: int = 97, cache_dir=None) -> int:
+    """The train split and the first max_val validation faces of `data`, as a bundle folder. Returns the count."""
+    ds = load_celeba(data)
+    images = ImageCache(ds, size, cache_dir).images
+    keep = np.concatenate([ds.split_indices("train"), ds.split_indices("val")[:max_val]])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    coded = []
+    for i in keep:
+        ok, buf = cv2.imencode(".webp", cv2.cvtColor(np.asarray(images[i]), cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_WEBP_QUALITY, quality])
+        if not ok:
+            raise DataError("this OpenCV cannot write WebP")
+        coded.append(buf.tobytes())
+    offsets = np.cumsum([0] + [len(c) for c in coded]).astype(np.int64)
+    tmp = out / f".crops.tmp{os.getpid()}.npz"
+    np.savez(tmp, size=np.int64(size), offsets=offsets, blob=np.frombuffer(b"".join(coded), np.uint8))
+    os.replace(tmp, out / CROPS_FILE.format(size=size))
+    # label files of the packed faces only, in the packed order
+    header = " ".join(ds.all_attributes)
+    rows = [f"{ds.names[i]} " + " ".join("1" if v else "-1" for v in ds.labels[i]) for i in keep]
+    _write_atomic(out / ATTR_FILE, f"{len(keep)}\n{header}\n" + "\n".join(rows) + "\n")
+    _write_atomic(out / PARTITION_FILE, "".join(f"{ds.names[i]} {ds.partition[i]}\n" for i in keep))
+    if ds.identity is not None:
+        _write_atomic(out / IDENTITY_FILE, "".join(f"{ds.names[i]} {ds.identity[i]}\n" for i in keep))
+    return len(keep)
+
+
+def unpack_data(bundle, cache_dir=None) -> Path:
+    """Decode a bundle's crops into the ImageCache of the bundle folder; returns the cache file."""
+    bundle = Path(bundle)
+    ds = load_celeba(bundle)
+    packed = sorted(bundle.glob(CROPS_FILE.format(size="*")))
+    if not packed:
+        raise DataError(f"no {CROPS_FILE.format(size='N')} in {bundle}")
+    with np.load(packed[0]) as z:
+        size, offsets, blob = int(z["size"]), z["offsets"], z["blob"]
+    if len(offsets) - 1 != len(ds.names):
+        raise DataError(f"{packed[0].name} holds {len(offsets) - 1} crops but the labels list {len(ds.names)}")
+    path = cache_path(ds, size, cache_dir)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ds.names), size, size, 3))
+    for i in range(len(ds.names)):
+        img = cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
+        if img is None or img.shape != (size, size, 3):
+            raise DataError(f"crop {i} of {packed[0].name} does not decode to {size}x{size}")
+        mm[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    mm.flush()
+    del mm
+    os.replace(tmp, path)
+    return path
+
+
+def slim_checkpoint(src, dst, generator_only: bool = False):
+    """fp16 weights, no optimizer state: what a GPU run starts from or sends back."""
+    import torch
+
+    from faceedit.train.train import atomic_save
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    keep = GENERATOR_PARTS if generator_only else GENERATOR_PARTS + ("discriminator.",)
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items() if k.startswith(keep)}
+    slim = {k: state[k] for k in ("format", "config", "model_config", "step", "best", "best_by", "metrics") if k in state}
+    slim["model"] = weights
+    atomic_save(slim, Path(dst))
+
+
+def main(argv=None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m faceedit.train.bundle")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack-data")
+    a.add_argument("--data", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--image-size", type=int, default=64)
+    a.add_argument("--max-val", type=int, default=256)
+    a.add_argument("--quality", type=int, default=97)
+    a = sub.add_parser("unpack-data")
+    a.add_argument("--bundle", required=True)
+    a = sub.add_parser("slim")
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--generator-only", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "pack-data":
+            n = pack_data(args.data, args.out, args.image_size, args.max_val, args.quality)
+            print(f"packed {n} faces into {args.out}")
+        elif args.cmd == "unpack-data":
+            print(f"crops decoded into {unpack_data(args.bundle)}")
+        else:
+            slim_checkpoint(args.checkpoint, args.out, args.generator_only)
+            print(f"wrote {args.out}")
+    except (DataError, OSError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ One step:
           shifted, scaled and flipped: an edit counts only if it survives that, which rules out the
           classifier-specific pixel patterns that fooled D alone and were invisible to an independent judge.
           With --cls-aug those two classifiers also learn from jittered reals: trained on exact crops they
-          judge jittered images poorly (the shipped step-9600 head: 92.9% -> 84.5% on jittered val faces).
+          judge jittered images poorly (the step-9600 head: 92.9% -> 84.5% on jittered val faces).
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.

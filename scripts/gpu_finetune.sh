@@ -33,13 +33,14 @@ $PY - "$RESULT" "$KEEP" <<'PYEOF'
 import csv, sys
 from pathlib import Path
 from faceedit.train.bundle import slim_checkpoint
+from faceedit.train.train import validation_score
 result, keep = Path(sys.argv[1]), int(sys.argv[2])
 rows = []
 for log in sorted(Path("gpu/runs").glob("*/log.csv")):
     for r in csv.DictReader(open(log)):
         if r.get("edit_success_judge"):
             v = {k: float(r[k]) for k in ("attr_acc", "psnr", "edit_success_judge")}
-            rows.append((v["attr_acc"] + v["edit_success_judge"] + v["psnr"] / 100, log.parent.name, int(r["step"]), v))
+            rows.append((validation_score(v), log.parent.name, int(r["step"]), v))
 for score, run, step, v in sorted(rows, key=lambda t: (t[1], t[2])):
     print(f"{run} {step} score {score:.4f} attr {v['attr_acc']:.4f} edit {v['edit_success_judge']:.4f} psnr {v['psnr']:.2f}")
 ok = sorted((r for r in rows if r[3]["psnr"] >= 22.3), reverse=True)

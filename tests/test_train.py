@@ -160,3 +160,11 @@ def test_unknown_or_absent_device_is_refused():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             pick_device("cuda")
+
+
+def test_validation_score_prefers_the_judge_and_needs_no_proxy_with_one():
+    from faceedit.train.train import validation_score
+    # what scripts/gpu_finetune.sh reads back from log.csv: the judge's figure, no D proxy
+    assert validation_score({"attr_acc": 0.9, "edit_success_judge": 0.7, "psnr": 23.0}) == pytest.approx(1.83)
+    assert validation_score({"attr_acc": 0.9, "edit_success_judge": 0.7, "edit_success_d": 0.95, "psnr": 23.0}) == pytest.approx(1.83)
+    assert validation_score({"attr_acc": 0.9, "edit_success_d": 0.95, "psnr": 23.0}) == pytest.approx(2.08)

@@ -21,17 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceedit.train.data import (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, DataError, ImageCache, cache_path,
-                                 load_celeba)
+from faceedit.manifest import atomic_write_bytes
+from faceedit.train.data import ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, DataError, ImageCache, load_celeba
 
 CROPS_FILE = "crops-{size}.npz"
 GENERATOR_PARTS = ("encoder.", "attribute_head.", "decoder.")
-
-
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def pack_data(data, out, size: int = 64, max_val: int = 256, quality: int = 97, cache_dir=None) -> int:
@@ -55,10 +49,10 @@ def pack_data(data, out, size: int = 64, max_val: int = 256, quality: int = 97, 
     # label files of the packed faces only, in the packed order
     header = " ".join(ds.all_attributes)
     rows = [f"{ds.names[i]} " + " ".join("1" if v else "-1" for v in ds.labels[i]) for i in keep]
-    _write_atomic(out / ATTR_FILE, f"{len(keep)}\n{header}\n" + "\n".join(rows) + "\n")
-    _write_atomic(out / PARTITION_FILE, "".join(f"{ds.names[i]} {ds.partition[i]}\n" for i in keep))
+    atomic_write_bytes(out / ATTR_FILE, (f"{len(keep)}\n{header}\n" + "\n".join(rows) + "\n").encode())
+    atomic_write_bytes(out / PARTITION_FILE, "".join(f"{ds.names[i]} {ds.partition[i]}\n" for i in keep).encode())
     if ds.identity is not None:
-        _write_atomic(out / IDENTITY_FILE, "".join(f"{ds.names[i]} {ds.identity[i]}\n" for i in keep))
+        atomic_write_bytes(out / IDENTITY_FILE, "".join(f"{ds.names[i]} {ds.identity[i]}\n" for i in keep).encode())
     return len(keep)
 
 
@@ -73,21 +67,13 @@ def unpack_data(bundle, cache_dir=None) -> Path:
         size, offsets, blob = int(z["size"]), z["offsets"], z["blob"]
     if len(offsets) - 1 != len(ds.names):
         raise DataError(f"{packed[0].name} holds {len(offsets) - 1} crops but the labels list {len(ds.names)}")
-    path = cache_path(ds, size, cache_dir)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ds.names), size, size, 3))
-    for i in range(len(ds.names)):
+
+    def crop(i):
         img = cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
         if img is None or img.shape != (size, size, 3):
             raise DataError(f"crop {i} of {packed[0].name} does not decode to {size}x{size}")
-        mm[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    mm.flush()
-    del mm
-    os.replace(tmp, path)
-    return path
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return ImageCache(ds, size, cache_dir, crop=crop).path
 
 
 def slim_checkpoint(src, dst, generator_only: bool = False):

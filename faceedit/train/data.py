@@ -169,18 +169,21 @@ class ImageCache:
     """All crops of a data set at one size, decoded once into a uint8 memmap (N, S, S, 3).
 
     Keyed by the folder, its label file, the size and the crop, so a changed data set never reuses a stale
-    cache. Written to a temporary name and renamed, so an interrupted build is simply rebuilt."""
+    cache. Written to a temporary name and renamed, so an interrupted build is simply rebuilt. `crop(i)` gives
+    row i when the cache is built; by default CelebA's face box of photo i (faceedit.train.bundle passes
+    decoded crops it carried instead of photos)."""
 
-    def __init__(self, ds: CelebA, size: int, cache_dir: Path | None = None, progress=None):
+    def __init__(self, ds: CelebA, size: int, cache_dir: Path | None = None, progress=None, crop=None):
         cache_dir = Path(cache_dir or default_cache_dir())
         self.path = cache_path(ds, size, cache_dir)
         shape = (len(ds.names), size, size, 3)
         if not self.path.exists():
+            crop = crop or (lambda i: crop_face(decode(ds.root / IMAGE_DIR / ds.names[i]), size))
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            for i, n in enumerate(ds.names):
-                mm[i] = crop_face(decode(ds.root / IMAGE_DIR / n), size)
+            for i in range(len(ds.names)):
+                mm[i] = crop(i)
                 if progress and i % 256 == 0:
                     progress(i, len(ds.names))
             mm.flush()

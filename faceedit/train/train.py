@@ -324,11 +324,6 @@ class Trainer:
             out["edit_success_judge"] = judge_hits / max(judged, 1)
         return out
 
-    def score(self, val: dict) -> float:
-        """What best.pt maximises: the judge's edit success when a judge is given, else D's (a proxy)."""
-        edit = val.get("edit_success_judge", val["edit_success_d"])
-        return val["attr_acc"] + edit + val["psnr"] / 100
-
     @torch.no_grad()
     def sample_grid(self, path: Path, n: int = 8):
         """Rows: validation faces. Columns: input, reconstruction, then one attribute flipped per column."""
@@ -395,7 +390,7 @@ class Trainer:
         t0, seen = time.time(), 0
         self.t_start = t0
         while self.step < self.total_steps:
-            out_of_time = bool(cfg.time_limit) and time.time() - t0 > cfg.time_limit
+            out_of_time = bool(cfg.time_limit) and self.progress() >= 1
             x, y = self.batch(self.step)
             stats = self.train_step(x, y)
             self.step += 1
@@ -414,7 +409,7 @@ class Trainer:
                 if self.step % eval_every == 0 or self.step == self.total_steps or out_of_time:
                     val = self.validate()
                     row.update({k: f"{v:.5g}" for k, v in val.items()})
-                    score = self.score(val)
+                    score = validation_score(val)
                     self.log(f"step {self.step}: val {json.dumps({k: round(v, 4) for k, v in val.items()})}")
                     self.sample_grid(self.out / "samples" / f"step_{self.step:07d}.png")
                     if score > self.best:
@@ -431,6 +426,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return self
+
+
+def validation_score(val: dict) -> float:
+    """What best.pt maximises: attribute accuracy + edit success (the judge's when a judge is given, else D's,
+    a proxy) + PSNR/100."""
+    edit = val["edit_success_judge"] if "edit_success_judge" in val else val["edit_success_d"]
+    return val["attr_acc"] + edit + val["psnr"] / 100
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:

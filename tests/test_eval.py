@@ -43,6 +43,15 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, syn
     assert 0 < res["reconstruction"]["psnr_db"] < 60
     assert res["summary"]["edit_success_mean13"] == res["edit_success"]["intensity_1"]["residual"]["mean_standard13"]
     assert "reconstruction: PSNR" in r.output
+    # the judge's recall on real faces and the edits split by direction add up to the figures above
+    labels_pos = res["judge_recall_on_real"]
+    assert sum(v["positives"] for v in labels_pos.values()) > 0
+    for a, d in res["edit_success_by_direction"].items():
+        if a == "meaning":
+            continue
+        assert d["adds"] + d["removes"] == 24
+        hits = sum((d[k] or 0) * d[k + "s"] for k in ("add", "remove"))
+        assert hits / 24 == pytest.approx(res["edit_success"]["intensity_1"]["residual"]["per_attribute"][a], abs=1e-3)
 
 
 def test_exported_directory_scores_like_its_checkpoint(tiny_checkpoint, tiny_judge, synth_data, tmp_path):

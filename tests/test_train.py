@@ -168,3 +168,27 @@ def test_validation_score_prefers_the_judge_and_needs_no_proxy_with_one():
     assert validation_score({"attr_acc": 0.9, "edit_success_judge": 0.7, "psnr": 23.0}) == pytest.approx(1.83)
     assert validation_score({"attr_acc": 0.9, "edit_success_judge": 0.7, "edit_success_d": 0.95, "psnr": 23.0}) == pytest.approx(1.83)
     assert validation_score({"attr_acc": 0.9, "edit_success_d": 0.95, "psnr": 23.0}) == pytest.approx(2.08)
+
+
+def test_projection_d_resumes_from_an_unconditional_run_and_learns_the_condition(synth_data, tmp_path):
+    run = tmp_path / "run"
+    run_steps(tiny_config(synth_data, run, steps=4, ckpt_every=4, eval_every=100))
+    logs = []
+    t = Trainer(tiny_config(synth_data, run, steps=8, ckpt_every=4, eval_every=100, projection=True),
+                resume=True, log=logs.append)
+    embed = t.model.discriminator.embed.weight
+    assert t.step == 4 and torch.count_nonzero(embed) == 0 and any("projection" in m for m in logs)
+    x, y = t.batch(0)
+    with torch.no_grad():  # a zero embedding: the same logit whatever the attributes
+        assert torch.equal(t.model.discriminator(x, y)[0], t.model.discriminator(x, 1 - y)[0])
+    t.fit()
+    assert torch.count_nonzero(embed) > 0
+    with torch.no_grad():  # after training, D's real/fake verdict depends on the attributes it is told
+        assert not torch.allclose(t.model.discriminator(x, y)[0], t.model.discriminator(x, 1 - y)[0])
+    # and a projection run resumes exactly, its embedding's Adam moments included
+    full = run_steps(tiny_config(synth_data, tmp_path / "a", steps=6, ckpt_every=4, eval_every=100, projection=True))
+    run_steps(tiny_config(synth_data, tmp_path / "b", steps=4, ckpt_every=4, eval_every=100, projection=True))
+    resumed = run_steps(tiny_config(synth_data, tmp_path / "b", steps=6, ckpt_every=4, eval_every=100,
+                                    projection=True), resume=True)
+    for (_, a), (_, b) in zip(full[4:], resumed):
+        assert a["loss_d"] == pytest.approx(b["loss_d"], rel=1e-5) and a["adv"] == pytest.approx(b["adv"], rel=1e-5)

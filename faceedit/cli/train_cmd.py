@@ -75,6 +75,20 @@ def register(app: typer.Typer):
         from faceedit.train.judge import train_judge
         train_judge(data, out, epochs=epochs)
 
+    @app.command("train-guide")
+    @friendly
+    def train_guide_cmd(data: Path = typer.Option(..., "--data"),
+                        out: Path = typer.Option(..., "--out", help="Guide checkpoint to write (.pt)."),
+                        steps: int = typer.Option(1000, "--steps"),
+                        eps: float = typer.Option(8 / 255, "--eps", help="Adversarial budget per pixel, images in [-1, 1].")):
+        """Train the robust guide classifier the edit loss can consult (--guide; train split only).
+
+        Example: faceedit train-guide --data ../shared/celeba --out runs/guide/guide.pt
+        """
+        _need_torch()
+        from faceedit.train.guide import train_guide
+        train_guide(data, out, steps=steps, eps=eps)
+
     @app.command("eval")
     @friendly
     def eval_cmd(model: Optional[Path] = typer.Option(None, "--model", help="Model directory or training checkpoint (default: the shipped model)."),

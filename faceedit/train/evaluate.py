@@ -142,6 +142,8 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     n_attr = len(names)
     correct = np.zeros(n_attr)
     judge_correct = np.zeros(n_attr)
+    positives, judge_found = np.zeros(n_attr), np.zeros(n_attr)  # the judge's recall on real faces
+    adds, add_hits = np.zeros(n_attr), np.zeros(n_attr)           # residual edits at intensity 1 that add
     psnrs, ssims = [], []
     # success[intensity][mode][k]: counts; disturbed[k]: other attributes the judge saw change
     success = {i: {"residual": np.zeros(n_attr), "raw": np.zeros(n_attr)} for i in intensities}
@@ -155,6 +157,8 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         correct += (y_src == y_true).sum(0)
         judge_real = judge(x) > 0.5
         judge_correct += (judge_real == y_true).sum(0)
+        positives += y_true.sum(0)
+        judge_found += (judge_real & y_true).sum(0)
         z = model.encode(x)
         rec = model.decode(z, y_src.astype(np.float32))
         psnrs.append(psnr(rec, x))
@@ -168,7 +172,11 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 edited = model.decode(z, target)
                 for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
                     verdict = judge(img) > 0.5
-                    success[inten][mode][k] += (verdict[:, k] == (flip_to > 0.5)).sum()
+                    hit = verdict[:, k] == (flip_to > 0.5)
+                    success[inten][mode][k] += hit.sum()
+                    if mode == "residual" and inten == 1.0:
+                        adds[k] += (flip_to > 0.5).sum()
+                        add_hits[k] += (hit & (flip_to > 0.5)).sum()
                     if mode == "residual":
                         others = np.delete(np.arange(n_attr), k)
                         disturbed[inten][k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
@@ -186,6 +194,15 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         "split": split, "faces": n, "attributes": names, "edit_gain": model.edit_gain,
         "attribute_accuracy": {"per_attribute": table(correct), **means(correct)},
         "judge_accuracy_on_real": {"per_attribute": table(judge_correct), **means(judge_correct)},
+        # how often the judge says "yes" on real faces that have the attribute: an edit that adds a rare
+        # attribute (Bald, Mustache) has to look at least as clear as those faces to count
+        "judge_recall_on_real": {a: {"positives": int(positives[i]), "recall": ratio(judge_found[i], positives[i])}
+                                 for i, a in enumerate(names)},
+        "edit_success_by_direction": {
+            "meaning": "residual edits at intensity 1, split by whether the edit adds or removes the attribute",
+            **{a: {"add": ratio(add_hits[i], adds[i]), "adds": int(adds[i]),
+                   "remove": ratio(success[1.0]["residual"][i] - add_hits[i], n - adds[i]), "removes": int(n - adds[i])}
+               for i, a in enumerate(names)}} if 1.0 in success else {},
         "edit_success": {
             f"intensity_{inten:g}": {mode: {"per_attribute": table(v), **means(v)} for mode, v in modes.items()}
             for inten, modes in success.items()},
@@ -197,6 +214,10 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                      "success = judge agrees with the target; headline = residual mode at intensity 1"),
     }
     return result
+
+
+def ratio(a, b):
+    return round(float(a) / b, 4) if b else None
 
 
 def strength_table(result: dict) -> list[dict]:

@@ -43,14 +43,17 @@ def accuracy(model, images, labels, idx, bs=256) -> np.ndarray:
     return np.concatenate(hits).mean(0)
 
 
+def classifier_data(data, attributes, image_size):
+    """What an attribute classifier trains on: names, float labels, the cached crops, train and val indices."""
+    ds = load_celeba(data)
+    names, labels = ds.select(attributes)
+    return names, labels.astype(np.float32), ImageCache(ds, image_size).images, ds.split_indices("train"), ds.split_indices("val")
+
+
 def train_judge(data, out, attributes=DEFAULT_ATTRIBUTES, image_size=64, epochs=6, batch_size=64, lr=1e-3,
                 seed=1, steps=0, log=print) -> Path:
     torch.manual_seed(seed)
-    ds = load_celeba(data)
-    names, labels = ds.select(attributes)
-    labels = labels.astype(np.float32)
-    images = ImageCache(ds, image_size).images
-    train, val = ds.split_indices("train"), ds.split_indices("val")
+    names, labels, images, train, val = classifier_data(data, attributes, image_size)
     model = Judge(len(names), image_size).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=1e-4)
     per_epoch = len(train) // batch_size

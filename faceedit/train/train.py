@@ -11,8 +11,9 @@ One step:
           edit and at the residual edit the engine ships (crop + edit - reconstruction), each randomly
           shifted, scaled and flipped: an edit counts only if it survives that, which rules out the
           classifier-specific pixel patterns that fooled D alone and were invisible to an independent judge.
-          With --cls-aug those two classifiers also learn from jittered reals: trained on exact crops they
-          judge jittered images poorly (the step-9600 head: 92.9% -> 84.5% on jittered val faces).
+          With --guide a third classifier joins them: fixed, adversarially trained (faceedit.train.guide),
+          so small pixel patterns cannot satisfy it. With --cls-aug D's classifier and the attribute head
+          also learn from jittered reals: trained on exact crops they judge jittered images poorly (the step-9600 head: 92.9% -> 84.5% on jittered val faces).
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -69,8 +70,10 @@ class TrainConfig:
     w_d_cls: float = 1.0
     cls_aug: bool = False          # D's classifier and the attribute head learn from jittered reals (see augment)
     cls_smooth: float = 0.0        # label smoothing of D's classifier targets
+    projection: bool = False       # D's real/fake logit conditioned on the attributes (projection D)
     teacher_every: int = 100       # steps between refreshes of the frozen attribute-head snapshot
     judge: str = ""                # judge checkpoint: choose best.pt by its edit success on validation
+    guide: str = ""                # robust guide checkpoint (faceedit.train.guide): a third, fixed edit classifier
     judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
     eval_every: int = 0            # 0: once per epoch
@@ -82,7 +85,8 @@ class TrainConfig:
     max_val: int = 512
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(self.image_size, list(self.attributes), self.z_channels, self.width, self.dec_width)
+        return ModelConfig(self.image_size, list(self.attributes), self.z_channels, self.width, self.dec_width,
+                           self.projection)
 
 
 def to_tensor(batch_u8: np.ndarray, flip: np.ndarray | None = None) -> torch.Tensor:
@@ -171,12 +175,22 @@ class Trainer:
 
         self.model = CVAEGAN(cfg.model_config()).to(self.device, memory_format=torch.channels_last)
         self.opt_g = torch.optim.Adam(self.model.generator_parameters(), cfg.lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.model.discriminator.parameters(), cfg.lr, betas=(0.5, 0.999))
+        disc = self.model.discriminator
+        self.opt_d = torch.optim.Adam([p for n, p in disc.named_parameters() if n != "embed.weight"], cfg.lr, betas=(0.5, 0.999))
+        if disc.embed is not None:  # a group of its own, so a run can turn the projection on when it resumes
+            self.opt_d.add_param_group({"params": [disc.embed.weight]})
         self.teacher = copy.deepcopy(self.model.attribute_head).eval().requires_grad_(False)
         self.judge = None
         if cfg.judge:
             from faceedit.train.judge import load_judge
             self.judge = load_judge(cfg.judge)[0].eval().to(self.device)
+        self.guide = None
+        if cfg.guide:
+            from faceedit.train.guide import load_guide
+            self.guide, gstate = load_guide(cfg.guide)
+            if gstate["attributes"] != list(self.attributes):
+                raise ValueError(f"{cfg.guide} was trained on other attributes: {gstate['attributes']}")
+            self.guide = self.guide.to(self.device, memory_format=torch.channels_last).requires_grad_(False)
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
@@ -236,11 +250,11 @@ class Trainer:
             mu, logvar, attr_logits, x_rec, x_edit = self.gen_ddp(x, y, y_edit, x_cls)
         # discriminator
         with autocast:
-            d_real, c_real, f_real = self.disc_ddp(x)
+            d_real, c_real, f_real = self.disc_ddp(x, y)
             if cfg.cls_aug:
                 c_real = self.disc_ddp(x_cls)[1]
-            d_rec, _, _ = self.disc_ddp(x_rec.detach())
-            d_edit, _, _ = self.disc_ddp(x_edit.detach())
+            d_rec, _, _ = self.disc_ddp(x_rec.detach(), y)
+            d_edit, _, _ = self.disc_ddp(x_edit.detach(), y_edit)
             loss_d = (F.softplus(-d_real).mean() + 0.5 * (F.softplus(d_rec).mean() + F.softplus(d_edit).mean())
                       + cfg.w_d_cls * bce(c_real, y_cls))
         self.opt_d.zero_grad(set_to_none=True)
@@ -250,13 +264,15 @@ class Trainer:
         for p in m.discriminator.parameters():
             p.requires_grad_(False)
         with autocast:
-            d_rec, _, f_rec = m.discriminator(x_rec)
-            d_edit, _, _ = m.discriminator(x_edit)
+            d_rec, _, f_rec = m.discriminator(x_rec, y)
+            d_edit, _, _ = m.discriminator(x_edit, y_edit)
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
             edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
             targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
-            c_d = m.discriminator(jitter(edits))[1]
-            c_t = self.teacher(jitter(edits).contiguous(memory_format=torch.channels_last))
+            critics = [m.discriminator(jitter(edits))[1],
+                       self.teacher(jitter(edits).contiguous(memory_format=torch.channels_last))]
+            if self.guide is not None:
+                critics.append(self.guide(jitter(edits).contiguous(memory_format=torch.channels_last)))
             with torch.no_grad():
                 f_real = m.discriminator.features(x)
             beta = cfg.w_kl * min(1.0, self.step / max(cfg.kl_warmup, 1))
@@ -266,8 +282,8 @@ class Trainer:
                 "kl": kl_divergence(mu.float(), logvar.float()),
                 "adv": F.softplus(-d_rec).mean() + F.softplus(-d_edit).mean(),
                 "attr": bce(attr_logits, y),
-                "edit": 0.5 * (bce(c_d, targets) + bce(c_t, targets)),
-                "flip": 0.5 * (flip_bce(c_d, targets, sources) + flip_bce(c_t, targets, sources)),
+                "edit": sum(bce(c, targets) for c in critics) / len(critics),
+                "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
@@ -367,10 +383,19 @@ class Trainer:
 
     def load(self, path: Path):
         state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments
+        if unexpected or missing not in ([], ["discriminator.embed.weight"]):
+            raise RuntimeError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if missing:
+            self.log(f"{path} has no projection embedding: it starts at zero")
         if "opt_g" in state:
             self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
+            opt_d = state["opt_d"]
+            if missing:
+                base = opt_d["param_groups"][0]
+                opt_d["param_groups"].append({**base, "params": [len(base["params"])]})
+            self.opt_d.load_state_dict(opt_d)
         else:  # a slim checkpoint (faceedit.train.bundle): the weights travel, Adam's moments start afresh
             self.log(f"{path} has no optimizer state: Adam starts afresh")
         self.step, self.best = state["step"], state["best"]

@@ -174,10 +174,10 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                     verdict = judge(img) > 0.5
                     hit = verdict[:, k] == (flip_to > 0.5)
                     success[inten][mode][k] += hit.sum()
-                    if mode == "residual" and inten == 1.0:
-                        adds[k] += (flip_to > 0.5).sum()
-                        add_hits[k] += (hit & (flip_to > 0.5)).sum()
                     if mode == "residual":
+                        if inten == 1.0:
+                            adds[k] += (flip_to > 0.5).sum()
+                            add_hits[k] += (hit & (flip_to > 0.5)).sum()
                         others = np.delete(np.arange(n_attr), k)
                         disturbed[inten][k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
         log(f"evaluated {min(s + batch, len(idx))}/{len(idx)} faces")

@@ -55,7 +55,7 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
     for name in ("Male", "Young", "Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Bangs", "Mustache", "Bald"):
         i = ed.attribute_names.index(name)
         y = base.copy()
-        y[:, i] = ed.decoder_values(1 - base[:, i])
+        y[:, i] = ed.decoder_values(1 - base)[:, i]
         cols.append((name.lower()[:10] + ("=0" if base[0, i] else "=1"), y))
     s = ed.size * scale
     tiles = [[cv2.resize(tensors.to_uint8(img), (s, s), interpolation=cv2.INTER_NEAREST)

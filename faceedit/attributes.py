@@ -37,8 +37,24 @@ def unknown_message(name: str, available) -> str:
     return f"unknown attribute '{name}'.{hint} Valid: {', '.join(keys)}"
 
 
-def decoder_value(value, gain: float = 1.0):
+def decoder_value(value, gain=1.0):
     """A value a user sets (0 off, 1 on; -1..2 extrapolates) -> the decoder's attribute input:
     0.5 + gain * (value - 0.5). The decoder learnt 0/1 labels; a model's export may record a gain > 1
-    (manifest "edit_strength") so that 1 pushes harder. Works on floats and numpy arrays alike."""
-    return value if gain == 1.0 else 0.5 + gain * (value - 0.5)
+    (manifest "edit_strength") so that 1 pushes harder. `gain` is a number or one per attribute (the
+    last axis of `value`). Works on floats and numpy arrays alike."""
+    import numpy as np
+    if np.all(np.asarray(gain) == 1.0):
+        return value
+    return 0.5 + np.asarray(gain) * (np.asarray(value) - 0.5)
+
+
+def edit_gains(edit_strength: dict | None, names) -> list[float]:
+    """Manifest "edit_strength" -> one decoder gain per attribute: its "per_attribute" entry where there is
+    one, else the model's "gain" (1 when the manifest has none)."""
+    edit_strength = edit_strength or {}
+    base = float(edit_strength.get("gain", 1.0))
+    per = edit_strength.get("per_attribute") or {}
+    gains = [float(per.get(n, base)) for n in names]
+    if not all(0 < g <= 4 for g in gains):  # also catches NaN
+        raise ValueError(f"edit gains must be within 0..4, got {gains}")
+    return gains

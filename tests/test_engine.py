@@ -125,23 +125,53 @@ def test_fused_editor_graph_and_separate_graphs_agree(tiny_model_dir):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path):
+def _with_edit_strength(model_dir, dest, strength):
     # the manifest itself is not hashed (it holds the hashes): a copy with another gain is a valid model
-    gained = tmp_path / "gained"
-    shutil.copytree(tiny_model_dir, gained)
-    m = json.loads((gained / "manifest.json").read_text())
-    m["edit_strength"] = {"gain": 2.0}
-    (gained / "manifest.json").write_text(json.dumps(m))
+    shutil.copytree(model_dir, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m["edit_strength"] = strength
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
+
+
+def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path):
+    gained = _with_edit_strength(tiny_model_dir, tmp_path / "gained", {"gain": 2.0})
     plain = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
     strong = Editor.load(gained, backend="onnxruntime", precision="fp32")
-    assert plain.model.edit_gain == 1.0 and strong.model.edit_gain == 2.0
-    np.testing.assert_allclose(strong.decoder_values(np.array([0.0, 0.5, 1.0], np.float32)), [-0.5, 0.5, 1.5])
+    assert set(plain.model.edit_gains) == {1.0} and set(strong.model.edit_gains) == {2.0}
+    values = np.repeat(np.array([[0.0], [0.5], [1.0]], np.float32), len(strong.attribute_names), 1)
+    np.testing.assert_allclose(strong.decoder_values(values), 2 * values - 0.5)
     imgs = faces(3, seed=7)
     # value 1 at gain 2 is value 1.5 at gain 1; faces' own (unset) attributes are untouched by the gain
     np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1.5}))
     np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 0.5}), plain.edit(imgs, {"smiling": 0.5}))
     np.testing.assert_array_equal(strong.reconstruct(imgs), plain.reconstruct(imgs))
     assert not np.array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1}))
+
+
+def test_per_attribute_gain_scales_only_its_attribute(tiny_model_dir, tmp_path):
+    gained = _with_edit_strength(tiny_model_dir, tmp_path / "gained", {"gain": 1.0, "per_attribute": {"Smiling": 2.0}})
+    plain = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+    strong = Editor.load(gained, backend="onnxruntime", precision="fp32")
+    i = strong.attribute_names.index("Smiling")
+    assert strong.model.edit_gains[i] == 2.0 and sum(strong.model.edit_gains) == len(strong.attribute_names) + 1
+    ones = np.ones((2, len(strong.attribute_names)), np.float32)
+    expected = ones.copy()
+    expected[:, i] = 1.5
+    np.testing.assert_allclose(strong.decoder_values(ones), expected)
+    imgs = faces(3, seed=8)
+    np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1.5}))
+    np.testing.assert_array_equal(strong.edit(imgs, {"young": 1}), plain.edit(imgs, {"young": 1}))
+    np.testing.assert_array_equal(strong.edit(imgs, {"young": 0, "smiling": 1}),
+                                  plain.edit(imgs, {"young": 0, "smiling": 1.5}))
+
+
+@pytest.mark.parametrize("strength", [{"gain": 0}, {"per_attribute": {"Smiling": "strong"}},
+                                      {"per_attribute": {"Smiling": float("nan")}}])
+def test_a_bad_edit_gain_in_the_manifest_is_refused(tiny_model_dir, tmp_path, strength):
+    bad = _with_edit_strength(tiny_model_dir, tmp_path / "bad", strength)
+    with pytest.raises(ModelError, match="manifest.json"):
+        Editor.load(bad, backend="onnxruntime", precision="fp32")
 
 
 def test_sample_draws_from_the_fitted_latent_prior(editor, tiny_model_dir):

@@ -87,3 +87,49 @@ def test_strength_table_counts_unintended_flips_against_intended_ones():
     assert [r["gain"] for r in rows] == [1.0, 2.0, 3.0]
     assert [r["net"] for r in rows] == [round(0.4 - 13 * 0.01, 4), round(0.7 - 13 * 0.015, 4), round(0.8 - 13 * 0.03, 4)]
     assert max(rows, key=lambda r: r["net"])["gain"] == 2.0
+
+
+def test_best_gains_pick_each_attributes_best_net_effect():
+    from faceedit.train.evaluate import attribute_strengths, best_gains
+    per = lambda a, b: {"per_attribute": {"a": a, "b": b}}
+    res = {"attributes": ["a", "b"], "edit_gains": {"a": 1.0, "b": 1.5},
+           "edit_success": {"intensity_1": {"residual": per(0.5, 0.9)}, "intensity_1.5": {"residual": per(0.9, 0.95)},
+                            "intensity_2": {"residual": per(0.95, 0.9)}},
+           "edit_disturbance": {"intensity_1": per(0.05, 0.01), "intensity_1.5": per(0.1, 0.2),
+                                "intensity_2": per(0.4, 0.01)}}
+    rows = attribute_strengths(res)
+    # net = success - (A-1) x disturbance with A = 2; gains multiply each attribute's own
+    assert [r["gain"] for r in rows["b"]] == [1.5, 3.0, 4.5]
+    assert [r["net"] for r in rows["a"]] == [0.45, 0.8, 0.55]
+    # b: 0.89 at 1, 0.75 at 1.5, 0.89 at 2 -> the tie goes to the lower gain
+    assert best_gains(res) == {"a": 2.0, "b": 1.5}
+    # JSON from before per-attribute gains carries one edit_gain
+    assert best_gains({**{k: v for k, v in res.items() if k != "edit_gains"}, "edit_gain": 1.0}) == {"a": 2.0, "b": 1.0}
+
+
+def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
+    from faceedit.train.evaluate import best_gains
+    sweep = tmp_path / "sweep.json"
+    r = CliRunner().invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "val",
+                                 "--judge", str(tiny_judge), "--intensities", "1,1.5,2", "--json", str(sweep)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(sweep.read_text())
+    chosen = res["edit_strength_per_attribute"]["best_gains"]
+    assert chosen == best_gains(res) and set(chosen) == set(res["attributes"])
+    assert set(chosen.values()) <= {1.0, 2.0, 3.0} and "best net effect per attribute" in r.output
+    out = tmp_path / "model"
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--no-int8",
+                                 "--no-openvino", "--no-fp16", "--edit-gains-from", str(sweep)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["edit_strength"]["per_attribute"] == chosen
+    assert all(f"{a} {g:g}" in r.output for a, g in chosen.items() if g != 1.0) and "edit gain 1" in r.output
+    # the exported model is evaluated at its own gains
+    assert open_model(out).edit_gains == [chosen[a] for a in res["attributes"]]
+    # gains are chosen on validation, never on the test split: one line, nothing written
+    test_json = tmp_path / "test.json"
+    test_json.write_text(json.dumps({**res, "split": "test"}))
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m2"),
+                                 "--edit-gains-from", str(test_json)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "validation" in r.output
+    assert not (tmp_path / "m2").exists()

@@ -57,6 +57,32 @@ def _summary(console, manifest: dict, out: Path):
         status = "rejected: " + ", ".join(rec["rejected"]) if rec["rejected"] else "all graphs accepted"
         p.add_row(name, f"{rec['attribute_agreement']:.4f}", f"{rec['psnr_db']:.1f}", status)
     console.print(p)
+    strength = manifest.get("edit_strength") or {}
+    other = {a: g for a, g in (strength.get("per_attribute") or {}).items() if g != strength.get("gain", 1.0)}
+    console.print(f"edit gain {strength.get('gain', 1.0):g}"
+                  + (" (" + ", ".join(f"{a} {g:g}" for a, g in other.items()) + ")" if other else ""))
+
+
+def _gains_from(path: Path) -> dict:
+    """Per-attribute gains from a `faceedit eval` validation sweep, by the net-effect rule (evaluate.best_gains)."""
+    import json
+    try:
+        result = json.loads(path.read_text())
+        split, levels = result["split"], result["edit_success"]
+        result["attributes"], result["edit_disturbance"]
+    except FileNotFoundError:
+        raise UserError(f"--edit-gains-from: {path} not found") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--edit-gains-from: {path} is not a `faceedit eval` JSON") from None
+    if split == "test":
+        raise UserError(f"--edit-gains-from: {path} measures the test split; choose gains on validation (--split val)")
+    if len(levels) < 2:
+        raise UserError(f"--edit-gains-from: {path} scores one intensity only; run eval with --intensities 1,1.25,1.5,1.75,2")
+    from faceedit.train.evaluate import best_gains
+    try:
+        return best_gains(result)
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"--edit-gains-from: {path} lacks per-attribute edit figures") from None
 
 
 def register(app: typer.Typer):
@@ -80,6 +106,7 @@ def register(app: typer.Typer):
                triton_max_batch: int = typer.Option(64, "--triton-max-batch"),
                triton_queue_delay_us: int = typer.Option(500, "--triton-queue-delay-us"),
                edit_gain: float = typer.Option(1.0, "--edit-gain", help="Decoder gain for the values users set (0.5..4): pick it on validation with `faceedit eval --split val --intensities 1,1.25,1.5,1.75,2`."),
+               edit_gains_from: Optional[Path] = typer.Option(None, "--edit-gains-from", help="A validation sweep (`faceedit eval --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the gain with the best net effect there."),
                edit_gain_note: str = typer.Option("", "--edit-gain-note", help="How the gain was chosen (recorded in the manifest)."),
                threads: int = typer.Option(0, "--threads", help="CPU threads (0: up to 8).")):
         """Export a checkpoint to a self-describing model directory the engine runs without PyTorch.
@@ -93,6 +120,7 @@ def register(app: typer.Typer):
         if not 0 < min_agreement <= 1:
             raise UserError("--min-agreement must be in (0, 1]")
         batch = _parse_batch(trt_batch)
+        per_attribute = _gains_from(edit_gains_from) if edit_gains_from else None
         if triton_max_batch < 1 or triton_queue_delay_us < 0:
             raise UserError("--triton-max-batch must be >= 1 and --triton-queue-delay-us >= 0")
         from rich.console import Console
@@ -107,7 +135,7 @@ def register(app: typer.Typer):
                                         budget={"min_attribute_agreement": min_agreement, "min_psnr_db": min_psnr},
                                         calib_size=calib_size, eval_size=eval_size, tensorrt=tensorrt,
                                         trt_batch=batch, threads=threads, edit_gain=edit_gain,
-                                        edit_gain_note=edit_gain_note)
+                                        edit_gains=per_attribute, edit_gain_note=edit_gain_note)
                 if triton:
                     names = write_triton(out, triton, max_batch_size=triton_max_batch,
                                          max_queue_delay_us=triton_queue_delay_us)

@@ -97,7 +97,7 @@ def register(app: typer.Typer):
                  judge: Optional[Path] = typer.Option(None, "--judge", help="Judge (.pt or .onnx); default: the model directory's judge.onnx."),
                  json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here."),
                  limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split."),
-                 edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values (default: the model directory's, 1 for a checkpoint)."),
+                 edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values, every attribute (default: the model directory's gains, 1 for a checkpoint)."),
                  intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it).")):
         """Attribute accuracy, edit success (judged), reconstruction PSNR/SSIM, edit disturbance.
 
@@ -107,7 +107,8 @@ def register(app: typer.Typer):
         from rich.table import Table
 
         from faceedit.models import DEFAULT_MODEL
-        from faceedit.train.evaluate import JudgeModel, evaluate, open_model, strength_table, summary, write_json
+        from faceedit.train.evaluate import (JudgeModel, attribute_strengths, best_gains, evaluate, open_model,
+                                             strength_table, summary, write_json)
         model = model or DEFAULT_MODEL
         if judge is None:
             cand = Path(model) / "judge.onnx" if Path(model).is_dir() else None
@@ -125,7 +126,7 @@ def register(app: typer.Typer):
         if edit_gain is not None:
             if not 0.5 <= edit_gain <= 4:
                 raise UserError(f"--edit-gain must be within 0.5..4, got {edit_gain:g}")
-            under_test.edit_gain = edit_gain
+            under_test.edit_gains = [edit_gain] * len(under_test.edit_gains)
         res = evaluate(under_test, JudgeModel(judge), data, split, limit=limit, intensities=levels,
                        log=lambda m: console.print(m, style="dim"))
         t = Table(title=f"faceedit eval: {model} on {split} ({res['faces']} faces)")
@@ -153,7 +154,11 @@ def register(app: typer.Typer):
                 f"{r['disturbance']:.1%}, net {r['net']:+.3f}" for r in rows))
             best = max(rows, key=lambda r: r["net"])
             console.print(f"best net effect at gain {best['gain']:g} (faceedit export --edit-gain {best['gain']:g})")
+            per = best_gains(res)
+            console.print("best net effect per attribute (faceedit export --edit-gains-from this JSON): "
+                          + ", ".join(f"{a} {g:g}" for a, g in per.items()))
             res["edit_strength"] = rows
+            res["edit_strength_per_attribute"] = {"best_gains": per, "rows": attribute_strengths(res)}
         if json_out:
             res["summary"] = summary(res)
             res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"

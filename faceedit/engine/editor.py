@@ -155,8 +155,9 @@ class Editor:
         return eps.reshape(n, *self.model.z_shape).astype(np.float32)
 
     def decoder_values(self, values: np.ndarray) -> np.ndarray:
-        """User values -> the decoder's attribute inputs, with this model's edit gain (attributes.decoder_value)."""
-        return np.asarray(decoder_value(values, self.model.edit_gain), np.float32)
+        """User values [..., A] -> the decoder's attribute inputs, with this model's edit gain for each
+        attribute (attributes.decoder_value)."""
+        return np.asarray(decoder_value(values, np.asarray(self.model.edit_gains, np.float32)), np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")

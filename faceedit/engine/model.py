@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceedit.attributes import edit_gains
 from faceedit.engine.errors import ModelError
 from faceedit.manifest import load_manifest
 
@@ -46,7 +47,8 @@ class ModelInfo:
     crop: dict
     graphs: dict = field(default_factory=dict)
     latent_prior: str | None = None  # file name of the fitted latent Gaussian (sample() draws from it)
-    edit_gain: float = 1.0     # decoder input for a set value v: 0.5 + gain * (v - 0.5); see manifest "edit_strength"
+    edit_gains: list = field(default_factory=list)  # per attribute: a set value v enters the decoder as
+                                                     # 0.5 + gain * (v - 0.5); see manifest "edit_strength"
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
 
     @classmethod
@@ -58,7 +60,7 @@ class ModelInfo:
             defaults = [float(a.get("default") or 0.0) for a in m["attributes"]]
             info = cls(path=path, manifest=m, image_size=int(m["image_size"]), z_shape=tuple(m["z_shape"]),
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
-                       edit_gain=float((m.get("edit_strength") or {}).get("gain", 1.0)),
+                       edit_gains=edit_gains(m.get("edit_strength"), names),
                        latent_prior=(m.get("latent_prior") or {}).get("path"),
                        eval_summary=dict(m.get("eval") or {}))
         except (KeyError, TypeError, ValueError) as e:

@@ -85,11 +85,12 @@ def _versions(extra=()) -> dict:
 def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=True, fp16=True, judge=None,
                  eval_json=None, log=print, budget: dict | None = None, calib_size: int = 256,
                  eval_size: int = 256, tensorrt: bool = False, trt_batch=(1, 8, 64), threads: int = 0,
-                 edit_gain: float = 1.0, edit_gain_note: str = "") -> dict:
+                 edit_gain: float = 1.0, edit_gains: dict | None = None, edit_gain_note: str = "") -> dict:
     """Export `checkpoint` to the model directory `out_dir`; returns the manifest written there.
 
     budget: {"min_attribute_agreement", "min_psnr_db"} for every reduced-precision variant (a variant over
-    budget is reported and recorded as rejected, never written). Raises ExportError (one-line message)."""
+    budget is reported and recorded as rejected, never written). edit_gain: the decoder gain of set values;
+    edit_gains: {attribute: gain} overriding it for those attributes. Raises ExportError (one-line message)."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -100,8 +101,9 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     from faceedit.train.train import load_checkpoint
 
     budget = {**DEFAULT_BUDGET, **(budget or {})}
-    if not 0.5 <= edit_gain <= 4:
-        raise ExportError(f"edit gain must be within 0.5..4, got {edit_gain:g}")
+    for name, g in {"all": edit_gain, **(edit_gains or {})}.items():
+        if not 0.5 <= g <= 4:
+            raise ExportError(f"edit gain must be within 0.5..4, got {g:g} ({name})")
     if tensorrt:  # fail before minutes of work, not after
         from faceedit.export.tensorrt import TensorRTUnavailable, check_available
         try:
@@ -121,6 +123,8 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     if judge is not None and not Path(judge).is_file():
         raise ExportError(f"judge checkpoint not found: {judge}")
     cfg = model.cfg
+    if edit_gains and set(edit_gains) - set(cfg.attributes):
+        raise ExportError(f"edit gains name attributes the model lacks: {sorted(set(edit_gains) - set(cfg.attributes))}")
     trained_on = _data_dir(state.get("config", {}).get("data"))
     calib_dir = _data_dir(calib_data) if calib_data else trained_on
     if calib_data and calib_dir is None:
@@ -277,9 +281,12 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
             "graphs": graphs,
             "judge": judge_entry,
             "latent_prior": latent_entry,
-            "edit_strength": {"gain": float(edit_gain), "chosen": edit_gain_note or "default (identity)",
-                              "meaning": "a value v set by the user enters the decoder as 0.5 + gain * (v - 0.5); "
-                                         "attributes not set keep the attribute head's 0/1 decisions"},
+            "edit_strength": {"gain": float(edit_gain),
+                              **({"per_attribute": {a: float(g) for a, g in edit_gains.items()}} if edit_gains else {}),
+                              "chosen": edit_gain_note or "default (identity)",
+                              "meaning": "a value v set by the user enters the decoder as 0.5 + gain * (v - 0.5), with "
+                                         "the attribute's per_attribute gain where it has one; attributes not set keep "
+                                         "the attribute head's 0/1 decisions"},
             "precisions": precisions,
             "opset": onnx_graphs.OPSET,
             "versions": _versions(versions_extra),

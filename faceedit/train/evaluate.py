@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceedit.attributes import STANDARD_13, decoder_value
+from faceedit.attributes import STANDARD_13, decoder_value, edit_gains
 from faceedit.train.data import ImageCache, load_celeba
 
 
@@ -28,7 +28,7 @@ class TorchModel:
         self.model, state = load_checkpoint(checkpoint)
         self.attributes = state["model_config"]["attributes"]
         self.image_size = state["model_config"]["image_size"]
-        self.edit_gain = 1.0  # a checkpoint has none of its own: the caller may set the export's
+        self.edit_gains = [1.0] * len(self.attributes)  # a checkpoint has none of its own: the caller may set some
 
     def _run(self, fn, *arrays):
         with self.torch.no_grad():
@@ -54,7 +54,7 @@ class OnnxModel:
         self.manifest = load_manifest(self.dir)
         self.attributes = [a["name"] for a in self.manifest["attributes"]]
         self.image_size = self.manifest["image_size"]
-        self.edit_gain = float((self.manifest.get("edit_strength") or {}).get("gain", 1.0))
+        self.edit_gains = edit_gains(self.manifest.get("edit_strength"), self.attributes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         graphs = self.manifest["graphs"]
@@ -168,7 +168,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 target = y_src.astype(np.float32)
                 flip_to = 1.0 - target[:, k]
                 # intensity v: 'on' = v, 'off' = 1 - v (so 2 means twice as far past the label)
-                target[:, k] = decoder_value(np.where(flip_to > 0.5, inten, 1.0 - inten), model.edit_gain)
+                target[:, k] = decoder_value(np.where(flip_to > 0.5, inten, 1.0 - inten), model.edit_gains[k])
                 edited = model.decode(z, target)
                 for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
                     verdict = judge(img) > 0.5
@@ -191,7 +191,8 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         return {"mean_standard13": round(float(np.mean(v[std])) / n, 4), "mean_all": round(float(np.mean(v)) / n, 4)}
 
     result = {
-        "split": split, "faces": n, "attributes": names, "edit_gain": model.edit_gain,
+        "split": split, "faces": n, "attributes": names,
+        "edit_gains": {a: float(g) for a, g in zip(names, model.edit_gains)},
         "attribute_accuracy": {"per_attribute": table(correct), **means(correct)},
         "judge_accuracy_on_real": {"per_attribute": table(judge_correct), **means(judge_correct)},
         # how often the judge says "yes" on real faces that have the attribute: an edit that adds a rare
@@ -220,13 +221,21 @@ def ratio(a, b):
     return round(float(a) / b, 4) if b else None
 
 
+def result_gains(result: dict) -> dict[str, float]:
+    """The decoder gain each attribute was evaluated at (JSON from before per-attribute gains: one "edit_gain")."""
+    gains = result.get("edit_gains") or {}
+    return {a: float(gains.get(a, result.get("edit_gain", 1.0))) for a in result["attributes"]}
+
+
 def strength_table(result: dict) -> list[dict]:
     """Per scored intensity: the edit gain it amounts to (value 1 at that gain = value `intensity` at the
-    current gain), residual edit success, disturbance, and the net effect success - (A-1) x disturbance:
-    intended flips landed minus unintended flips caused, per edit (each unintended one counts as much as
-    an intended one). `faceedit export --edit-gain` takes the gain with the best net effect on validation."""
+    current gain; with per-attribute gains, "gain" is the factor on each attribute's own), residual edit
+    success, disturbance, and the net effect success - (A-1) x disturbance: intended flips landed minus
+    unintended flips caused, per edit (each unintended one counts as much as an intended one).
+    `faceedit export --edit-gain` takes the gain with the best net effect on validation."""
     n_other = len(result["attributes"]) - 1
-    g0 = result.get("edit_gain", 1.0)
+    gains = set(result_gains(result).values())
+    g0 = gains.pop() if len(gains) == 1 else 1.0
     rows = []
     for key, modes in result["edit_success"].items():
         inten = float(key.split("_", 1)[1])
@@ -237,6 +246,31 @@ def strength_table(result: dict) -> list[dict]:
     return sorted(rows, key=lambda r: r["intensity"])
 
 
+def attribute_strengths(result: dict) -> dict[str, list[dict]]:
+    """strength_table for each attribute on its own: the same net effect, from that attribute's edits."""
+    n_other = len(result["attributes"]) - 1
+    gains = result_gains(result)
+    table = {}
+    for a in result["attributes"]:
+        rows = []
+        for key, modes in result["edit_success"].items():
+            inten = float(key.split("_", 1)[1])
+            s = modes["residual"]["per_attribute"][a]
+            d = result["edit_disturbance"][key]["per_attribute"][a]
+            rows.append({"intensity": inten, "gain": round(gains[a] * (2 * inten - 1), 4), "edit_success": s,
+                         "disturbance": d, "net": round(s - n_other * d, 4)})
+        table[a] = sorted(rows, key=lambda r: r["intensity"])
+    return table
+
+
+def best_gains(result: dict) -> dict[str, float]:
+    """Per attribute, the gain with the best net effect (ties: the lower gain): some attributes land only
+    partly at value 1 yet disturb little when pushed harder (hair colour), others disturb more at once
+    (Male, No_Beard). `faceedit export --edit-gains-from` applies this to a validation sweep."""
+    return {a: min(rows, key=lambda r: (-r["net"], r["gain"]))["gain"]
+            for a, rows in attribute_strengths(result).items()}
+
+
 def summary(result: dict) -> dict:
     es = result["edit_success"]["intensity_1"]["residual"]
     return {"split": result["split"], "faces": result["faces"],
@@ -245,7 +279,7 @@ def summary(result: dict) -> dict:
             "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
             "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"],
             "edit_disturbance_mean13": result["edit_disturbance"]["intensity_1"]["mean_standard13"],
-            "edit_gain": result.get("edit_gain", 1.0),
+            "edit_gains": result_gains(result),
             # per attribute, so the runtime can warn before an edit that rarely lands
             "edit_success_per_attribute": {k: round(float(v), 4) for k, v in es["per_attribute"].items()}}
 

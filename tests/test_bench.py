@@ -93,3 +93,22 @@ def test_benchmark_code_in_the_engine_never_imports_torch():
             "faceedit.engine.bench.concurrency, faceedit.engine.bench.raw_openvino, faceedit.cli.bench_cmd; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_skips_a_precision_whose_decoder_the_export_rejected(tiny_model, tmp_path):
+    # an export that kept int8 encoder/attribute graphs but rejected the int8 decoder (over its budget):
+    # the bench reports that configuration absent and measures the rest
+    import shutil
+    from faceedit.engine.bench.plan import make_plan
+    from faceedit.engine.bench.suite import run
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_model, partial)
+    m = json.loads((partial / "manifest.json").read_text())
+    for g in ("encoder", "attributes"):  # the fp32 files stand in for int8 ones: same contract
+        m["graphs"][g]["int8"] = m["graphs"][g]["fp32"]
+    (partial / "manifest.json").write_text(json.dumps(m))
+    plan = make_plan("tiny", model=partial, batches=(1,), backends=("onnxruntime",),
+                     concurrency=False, end_to_end=False)
+    r = run(plan, eager_module=None, log=lambda *a: None)
+    assert "no int8 decoder graph" in r["absent"]["onnxruntime/int8/three-graph"]
+    assert [c["name"] for c in r["configs"]] == ["onnxruntime/fp32/fused", "onnxruntime/fp32/three-graph"]

@@ -149,14 +149,17 @@ def register(app: typer.Typer):
         console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
         rows = strength_table(res)
         if len(rows) > 1:
+            uniform = len(set(under_test.edit_gains)) == 1  # else a row's "gain" multiplies each attribute's own
+            gain = (lambda g: f"gain {g:g}") if uniform else (lambda g: f"gains x{g:g}")
             console.print("edit strength (13 standard, residual): " + "; ".join(
-                f"value {r['intensity']:g} = gain {r['gain']:g}: success {r['edit_success']:.1%}, disturbance "
+                f"value {r['intensity']:g} = {gain(r['gain'])}: success {r['edit_success']:.1%}, disturbance "
                 f"{r['disturbance']:.1%}, net {r['net']:+.3f}" for r in rows))
-            best = max(rows, key=lambda r: r["net"])
-            console.print(f"best net effect at gain {best['gain']:g} (faceedit export --edit-gain {best['gain']:g})")
+            if uniform:
+                best = max(rows, key=lambda r: r["net"])
+                console.print(f"best net effect at gain {best['gain']:g} (faceedit export --edit-gain {best['gain']:g})")
             per = best_gains(res)
-            console.print("best net effect per attribute (faceedit export --edit-gains-from this JSON): "
-                          + ", ".join(f"{a} {g:g}" for a, g in per.items()))
+            console.print("best net effect per attribute (faceedit export --edit-gains-from this JSON, if it is a "
+                          "validation run): " + ", ".join(f"{a} {g:g}" for a, g in per.items()))
             res["edit_strength"] = rows
             res["edit_strength_per_attribute"] = {"best_gains": per, "rows": attribute_strengths(res)}
         if json_out:

@@ -114,6 +114,10 @@ def engine_configs(info, work, plan, log, reference=None) -> tuple[list[dict], d
                     absent[label] = f"no {precision} editor graph in the model directory (the engine runs three graphs)"
                     continue
                 if path == "three-graph":
+                    missing = [g for g in ("encoder", "decoder") if not ed.backend.has(ed.model, g, precision)]
+                    if missing:  # e.g. an int8 decoder the export rejected as over its accuracy budget
+                        absent[label] = f"no {precision} {' or '.join(missing)} graph in the model directory"
+                        continue
                     ed.fused = False
                 call = lambda b: ed.edit(work["crops"][:b], work["changes"])
                 out2 = call(min(2, len(work["crops"])))

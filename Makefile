@@ -24,7 +24,7 @@ $(VENV)/.dev: $(BIN)/faceedit
 setup-dev: $(VENV)/.dev
 
 demo: $(BIN)/faceedit
-	$(BIN)/faceedit run --image examples/astronaut.jpg --set young=0 --set black_hair=1 --out astronaut-edited.png
+	$(BIN)/faceedit run --image examples/astronaut.jpg --set young=1 --set black_hair=1 --out astronaut-edited.png
 	$(BIN)/faceedit run --image examples/astronaut.jpg --set blond_hair=1 --set smiling=0 --out astronaut-blond.png
 
 test: $(VENV)/.dev

@@ -192,3 +192,18 @@ def test_projection_d_resumes_from_an_unconditional_run_and_learns_the_condition
                                     projection=True), resume=True)
     for (_, a), (_, b) in zip(full[4:], resumed):
         assert a["loss_d"] == pytest.approx(b["loss_d"], rel=1e-5) and a["adv"] == pytest.approx(b["adv"], rel=1e-5)
+
+
+def test_flip_focus_sends_its_share_of_single_flips_to_the_named_attributes(synth_data, tmp_path):
+    from faceedit.train.train import edit_targets
+    torch.manual_seed(0)
+    y = torch.zeros(8000, 14)
+    single = lambda t: t[t.sum(1) == 1]  # the flipped half (shuffled rows of all-zero labels stay zero)
+    plain = single(edit_targets(y)).sum(0)
+    focused = single(edit_targets(y, focus=[0, 9], focus_frac=0.5)).sum(0)
+    share = lambda c: float(c[[0, 9]].sum() / c.sum())
+    assert share(plain) == pytest.approx(2 / 14, abs=0.02)
+    assert share(focused) == pytest.approx(0.5 + 0.5 * 2 / 14, abs=0.03)
+    with pytest.raises(ValueError, match="flip-focus"):
+        Trainer(tiny_config(synth_data, tmp_path / "r", flip_focus=["Bald", "Moustache"], flip_focus_frac=0.5),
+                log=lambda *a: None)

@@ -76,6 +76,8 @@ class TrainConfig:
     teacher_every: int = 100       # steps between refreshes of the frozen attribute-head snapshot
     judge: str = ""                # judge checkpoint: choose best.pt by its edit success on validation
     guide: str = ""                # robust guide checkpoint (faceedit.train.guide): a third, fixed edit classifier
+    flip_focus: list[str] = field(default_factory=list)  # attributes that get flip_focus_frac of the single flips
+    flip_focus_frac: float = 0.0
     judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
     eval_every: int = 0            # 0: once per epoch
@@ -100,12 +102,18 @@ def to_tensor(batch_u8: np.ndarray, flip: np.ndarray | None = None) -> torch.Ten
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def edit_targets(y: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[int] | None = None,
+                 focus_frac: float = 0.0) -> torch.Tensor:
     """Half the batch gets another face's attributes (realistic combinations), half one attribute flipped
-    (exactly what a user does)."""
+    (exactly what a user does). With `focus`, that share of the single flips goes to those attribute
+    indices (rare ones such as Bald and Mustache otherwise get 1 flip in 14)."""
     b, n = y.shape
     shuffled = y[torch.randperm(b, generator=g).to(y.device)]
-    one = F.one_hot(torch.randint(0, n, (b,), generator=g), n).float().to(y.device)
+    k = torch.randint(0, n, (b,), generator=g)
+    if focus and focus_frac > 0:
+        pick_focus = torch.rand(b, generator=g) < focus_frac
+        k = torch.where(pick_focus, torch.tensor(focus)[torch.randint(0, len(focus), (b,), generator=g)], k)
+    one = F.one_hot(k, n).float().to(y.device)
     flipped = (y + one) % 2
     pick = (torch.rand(b, generator=g) < 0.5)[:, None].to(y.device)
     return torch.where(pick, shuffled, flipped)
@@ -193,6 +201,10 @@ class Trainer:
             if gstate["attributes"] != list(self.attributes):
                 raise ValueError(f"{cfg.guide} was trained on other attributes: {gstate['attributes']}")
             self.guide = self.guide.to(self.device, memory_format=torch.channels_last).requires_grad_(False)
+        unknown = sorted(set(cfg.flip_focus) - set(self.attributes))
+        if unknown:
+            raise ValueError(f"--flip-focus names attributes this run does not train: {unknown}")
+        self.focus = [self.attributes.index(a) for a in cfg.flip_focus]
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
@@ -245,7 +257,7 @@ class Trainer:
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
         for group in self.opt_g.param_groups + self.opt_d.param_groups:
             group["lr"] = lr
-        y_edit = edit_targets(y)
+        y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac)
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth
         with autocast:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 import re
 
+import numpy as np
+
 # The 13 attributes the face-editing literature (AttGAN, STGAN) edits, plus Smiling.
 DEFAULT_ATTRIBUTES = (
     "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses",
@@ -42,7 +44,6 @@ def decoder_value(value, gain=1.0):
     0.5 + gain * (value - 0.5). The decoder learnt 0/1 labels; a model's export may record a gain > 1
     (manifest "edit_strength") so that 1 pushes harder. `gain` is a number or one per attribute (the
     last axis of `value`). Works on floats and numpy arrays alike."""
-    import numpy as np
     if np.all(np.asarray(gain) == 1.0):
         return value
     return 0.5 + np.asarray(gain) * (np.asarray(value) - 0.5)

@@ -69,7 +69,8 @@ def _gains_from(path: Path) -> dict:
     try:
         result = json.loads(path.read_text())
         split, levels = result["split"], result["edit_success"]
-        result["attributes"], result["edit_disturbance"]
+        if "attributes" not in result or "edit_disturbance" not in result:
+            raise KeyError("attributes")
     except FileNotFoundError:
         raise UserError(f"--edit-gains-from: {path} not found") from None
     except (OSError, ValueError, KeyError, TypeError):

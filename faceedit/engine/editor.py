@@ -42,6 +42,7 @@ class Editor:
         self._lock = threading.Lock()
         self._prior = None
         self.fused = backend.has(model, "editor", precision)
+        self._gains = np.asarray(model.edit_gains, np.float32)  # decoder_values runs on every edit
 
     # ---- loading -----------------------------------------------------------------------------------
     @classmethod
@@ -157,7 +158,7 @@ class Editor:
     def decoder_values(self, values: np.ndarray) -> np.ndarray:
         """User values [..., A] -> the decoder's attribute inputs, with this model's edit gain for each
         attribute (attributes.decoder_value)."""
-        return np.asarray(decoder_value(values, np.asarray(self.model.edit_gains, np.float32)), np.float32)
+        return np.asarray(decoder_value(values, self._gains), np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")

@@ -227,40 +227,34 @@ def result_gains(result: dict) -> dict[str, float]:
     return {a: float(gains.get(a, result.get("edit_gain", 1.0))) for a in result["attributes"]}
 
 
-def strength_table(result: dict) -> list[dict]:
-    """Per scored intensity: the edit gain it amounts to (value 1 at that gain = value `intensity` at the
-    current gain; with per-attribute gains, "gain" is the factor on each attribute's own), residual edit
-    success, disturbance, and the net effect success - (A-1) x disturbance: intended flips landed minus
-    unintended flips caused, per edit (each unintended one counts as much as an intended one).
-    `faceedit export --edit-gain` takes the gain with the best net effect on validation."""
+def _strength_rows(result: dict, success, disturbance, gain: float) -> list[dict]:
+    """One row per scored intensity: the gain it amounts to (value 1 at that gain = value `intensity` at
+    `gain`), residual edit success, disturbance, and the net effect success - (A-1) x disturbance: intended
+    flips landed minus unintended flips caused, per edit (each unintended one counts as much as an intended
+    one). success/disturbance pick the figure from a per-intensity block."""
     n_other = len(result["attributes"]) - 1
-    gains = set(result_gains(result).values())
-    g0 = gains.pop() if len(gains) == 1 else 1.0
     rows = []
     for key, modes in result["edit_success"].items():
         inten = float(key.split("_", 1)[1])
-        s = modes["residual"]["mean_standard13"]
-        d = result["edit_disturbance"][key]["mean_standard13"]
-        rows.append({"intensity": inten, "gain": round(g0 * (2 * inten - 1), 4), "edit_success": s,
+        s, d = success(modes["residual"]), disturbance(result["edit_disturbance"][key])
+        rows.append({"intensity": inten, "gain": round(gain * (2 * inten - 1), 4), "edit_success": s,
                      "disturbance": d, "net": round(s - n_other * d, 4)})
     return sorted(rows, key=lambda r: r["intensity"])
 
 
+def strength_table(result: dict) -> list[dict]:
+    """_strength_rows for the mean over the 13 standard attributes (with per-attribute gains, "gain" is the
+    factor on each attribute's own). `faceedit export --edit-gain` takes the gain with the best net effect
+    on validation."""
+    gains = set(result_gains(result).values())
+    mean = lambda block: block["mean_standard13"]
+    return _strength_rows(result, mean, mean, gains.pop() if len(gains) == 1 else 1.0)
+
+
 def attribute_strengths(result: dict) -> dict[str, list[dict]]:
-    """strength_table for each attribute on its own: the same net effect, from that attribute's edits."""
-    n_other = len(result["attributes"]) - 1
-    gains = result_gains(result)
-    table = {}
-    for a in result["attributes"]:
-        rows = []
-        for key, modes in result["edit_success"].items():
-            inten = float(key.split("_", 1)[1])
-            s = modes["residual"]["per_attribute"][a]
-            d = result["edit_disturbance"][key]["per_attribute"][a]
-            rows.append({"intensity": inten, "gain": round(gains[a] * (2 * inten - 1), 4), "edit_success": s,
-                         "disturbance": d, "net": round(s - n_other * d, 4)})
-        table[a] = sorted(rows, key=lambda r: r["intensity"])
-    return table
+    """_strength_rows for each attribute on its own: the same net effect, from that attribute's edits."""
+    return {a: _strength_rows(result, lambda b: b["per_attribute"][a], lambda b: b["per_attribute"][a], g)
+            for a, g in result_gains(result).items()}
 
 
 def best_gains(result: dict) -> dict[str, float]:

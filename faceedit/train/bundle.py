@@ -23,9 +23,9 @@ import numpy as np
 
 from faceedit.manifest import atomic_write_bytes
 from faceedit.train.data import ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, DataError, ImageCache, load_celeba
+from faceedit.train.model import GENERATOR_PARTS
 
 CROPS_FILE = "crops-{size}.npz"
-GENERATOR_PARTS = ("encoder.", "attribute_head.", "decoder.")
 
 
 def pack_data(data, out, size: int = 64, max_val: int = 256, quality: int = 97, cache_dir=None) -> int:

@@ -171,6 +171,10 @@ class Discriminator(nn.Module):
         return adv, self.cls(t), f
 
 
+# state_dict prefixes of what eval and export need; the discriminator is training-only
+GENERATOR_PARTS = ("encoder.", "attribute_head.", "decoder.")
+
+
 class CVAEGAN(nn.Module):
     """Everything that is trained together; export takes encoder, attribute head and decoder from it."""
 

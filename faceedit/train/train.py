@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from faceedit.attributes import DEFAULT_ATTRIBUTES
 from faceedit.train.data import CelebA, ImageCache, load_celeba
-from faceedit.train.model import CVAEGAN, ModelConfig
+from faceedit.train.model import CVAEGAN, GENERATOR_PARTS, ModelConfig
 
 
 @dataclass
@@ -78,6 +78,9 @@ class TrainConfig:
     guide: str = ""                # robust guide checkpoint (faceedit.train.guide): a third, fixed edit classifier
     flip_focus: list[str] = field(default_factory=list)  # attributes that get flip_focus_frac of the single flips
     flip_focus_frac: float = 0.0
+    rare_boost: list[str] = field(default_factory=list)  # attributes whose positives fill rare_frac of each batch
+    rare_frac: float = 0.0
+    ema: float = 0.0               # decay of a moving average of the generator side (0: none); see save
     judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
     eval_every: int = 0            # 0: once per epoch
@@ -205,6 +208,21 @@ class Trainer:
         if unknown:
             raise ValueError(f"--flip-focus names attributes this run does not train: {unknown}")
         self.focus = [self.attributes.index(a) for a in cfg.flip_focus]
+        unknown = sorted(set(cfg.rare_boost) - set(self.attributes))
+        if unknown:
+            raise ValueError(f"--rare-boost names attributes this run does not train: {unknown}")
+        if not 0 <= cfg.rare_frac < 1:
+            raise ValueError(f"--rare-frac must be in [0, 1), not {cfg.rare_frac}")
+        # Boosted slots: train faces positive on a --rare-boost attribute (e.g. the 2% that are bald), so the
+        # decoder and D see them often enough to learn to draw them. They come last in each batch.
+        self.boost_pools = [p for p in (self.train_idx[self.labels[self.train_idx, self.attributes.index(a)] > 0.5]
+                                        for a in cfg.rare_boost) if len(p)]
+        self.n_boost = round(cfg.batch_size * cfg.rare_frac) if self.boost_pools else 0
+        self.ema = None
+        if cfg.ema:
+            if not 0 < cfg.ema < 1:
+                raise ValueError(f"--ema must be in (0, 1), not {cfg.ema}")
+            self.ema = {k: v.detach().float().clone() for k, v in self.generator_state().items()}
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
@@ -241,7 +259,12 @@ class Trainer:
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=g).numpy()]
         b = self.cfg.batch_size
         start = (pos * self.world + self.rank) * b
-        idx = np.sort(order[start:start + b])  # sorted reads are kinder to the memmap
+        idx = np.sort(order[start:start + b - self.n_boost])  # sorted reads are kinder to the memmap
+        if self.n_boost:
+            gb = torch.Generator().manual_seed(self.cfg.seed * 104_729 + step * 31 + self.rank)
+            pool = torch.randint(0, len(self.boost_pools), (self.n_boost,), generator=gb).tolist()
+            boost = [self.boost_pools[k][torch.randint(0, len(self.boost_pools[k]), (1,), generator=gb).item()] for k in pool]
+            idx = np.concatenate([idx, np.sort(boost)])
         flip = torch.rand(b, generator=g.manual_seed(self.cfg.seed * 7919 + step * 31 + self.rank)).numpy() < 0.5
         return self.to_device(to_tensor(self.images[idx], flip)), self.to_device(torch.from_numpy(self.labels[idx]))
 
@@ -260,6 +283,7 @@ class Trainer:
         y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac)
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth
+        n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
         with autocast:
             mu, logvar, attr_logits, x_rec, x_edit = self.gen_ddp(x, y, y_edit, x_cls)
         # discriminator
@@ -270,7 +294,7 @@ class Trainer:
             d_rec, _, _ = self.disc_ddp(x_rec.detach(), y)
             d_edit, _, _ = self.disc_ddp(x_edit.detach(), y_edit)
             loss_d = (F.softplus(-d_real).mean() + 0.5 * (F.softplus(d_rec).mean() + F.softplus(d_edit).mean())
-                      + cfg.w_d_cls * bce(c_real, y_cls))
+                      + cfg.w_d_cls * bce(c_real[:n], y_cls[:n]))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -295,7 +319,7 @@ class Trainer:
                 "feature": F.mse_loss(f_rec.float(), f_real.float()) / f_real.float().pow(2).mean().clamp_min(1e-6),
                 "kl": kl_divergence(mu.float(), logvar.float()),
                 "adv": F.softplus(-d_rec).mean() + F.softplus(-d_edit).mean(),
-                "attr": bce(attr_logits, y),
+                "attr": bce(attr_logits[:n], y[:n]),
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
@@ -307,11 +331,33 @@ class Trainer:
         self.opt_g.step()
         for p in m.discriminator.parameters():
             p.requires_grad_(True)
+        if self.ema is not None:
+            self.update_ema()
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
         named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real.detach(), y)}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         return {**dict(zip(named, values)), "lr": lr}
+
+    def generator_state(self) -> dict:
+        """Encoder, attribute head and decoder: what eval and export need (D is training-only)."""
+        return {k: v for k, v in self.model.state_dict().items() if k.startswith(GENERATOR_PARTS)}
+
+    @torch.no_grad()
+    def update_ema(self):
+        live = self.generator_state()
+        floats = [k for k, v in self.ema.items() if v.is_floating_point()]
+        torch._foreach_lerp_([self.ema[k] for k in floats], [live[k].float() for k in floats], 1 - self.cfg.ema)
+
+    def ema_checkpoint(self) -> dict:
+        """The averaged generator as a generator-only checkpoint (loads like any; BatchNorm statistics,
+        which are running averages already, are the live model's)."""
+        live = self.generator_state()
+        weights = {k: (self.ema[k] if k in self.ema and "running_" not in k and v.is_floating_point() else v).to(v.dtype)
+                   for k, v in live.items()}
+        return {"format": "faceedit-checkpoint-1", "config": asdict(self.cfg),
+                "model_config": self.cfg.model_config().to_dict(), "model": weights, "step": self.step,
+                "best": self.best, "best_by": self.best_by, "ema": self.cfg.ema}
 
     # ---- validation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -385,6 +431,7 @@ class Trainer:
             "best_by": self.best_by,
             "teacher": self.teacher.state_dict(),
             "rng": torch.get_rng_state(),
+            **({"ema_weights": self.ema} if self.ema is not None else {}),
         }
 
     def save(self, name: str, metrics: dict | None = None):
@@ -418,6 +465,9 @@ class Trainer:
         self.teacher.load_state_dict(state.get("teacher", self.model.attribute_head.state_dict()))
         if "rng" in state:
             torch.set_rng_state(state["rng"])
+        if self.ema is not None:  # a run that turns the average on starts it from the resumed weights
+            self.ema = {k: v.detach().float().clone() for k, v in self.generator_state().items()}
+            self.ema.update({k: v.float() for k, v in state.get("ema_weights", {}).items() if k in self.ema})
         self.log(f"resumed from {path} at step {self.step}")
 
     # ---- loop -------------------------------------------------------------------------------------
@@ -455,6 +505,8 @@ class Trainer:
                         self.best = score
                         self.save("best.pt", val)
                     self.save(f"step_{self.step:07d}.pt", val)
+                    if self.ema is not None:
+                        atomic_save(self.ema_checkpoint(), self.out / f"step_{self.step:07d}_ema.pt")
                 writer.writerow(row)
                 fh.flush()
                 if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps or out_of_time:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from faceedit.cli.main import app  # noqa: E402
+from faceedit.manifest import sha256_file  # noqa: E402
 from faceedit.train.evaluate import JudgeModel, evaluate, open_model, psnr, ssim  # noqa: E402
 
 
@@ -133,3 +134,11 @@ def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoin
                                  "--edit-gains-from", str(test_json)])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "validation" in r.output
     assert not (tmp_path / "m2").exists()
+    # the sweep names the checkpoint it measured: gains for another one are refused the same way
+    assert res["checkpoint_sha256"] == sha256_file(tiny_checkpoint)
+    other = tmp_path / "other.pt"
+    other.write_bytes(tiny_checkpoint.read_bytes() + b"\0")
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(other), "--out", str(tmp_path / "m3"),
+                                 "--edit-gains-from", str(sweep)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "another checkpoint" in r.output
+    assert not (tmp_path / "m3").exists()

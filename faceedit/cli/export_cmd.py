@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from faceedit.cli.errors import UserError, friendly
+from faceedit.manifest import sha256_file
 
 
 def _parse_batch(text: str) -> tuple[int, int, int]:
@@ -63,8 +64,9 @@ def _summary(console, manifest: dict, out: Path):
                   + (" (" + ", ".join(f"{a} {g:g}" for a, g in other.items()) + ")" if other else ""))
 
 
-def _gains_from(path: Path) -> dict:
-    """Per-attribute gains from a `faceedit eval` validation sweep, by the net-effect rule (evaluate.best_gains)."""
+def _gains_from(path: Path, checkpoint: Path) -> dict:
+    """Per-attribute gains from a `faceedit eval` validation sweep of `checkpoint`, by the net-effect rule
+    (evaluate.best_gains)."""
     import json
     try:
         result = json.loads(path.read_text())
@@ -79,6 +81,9 @@ def _gains_from(path: Path) -> dict:
         raise UserError(f"--edit-gains-from: {path} measures the test split; choose gains on validation (--split val)")
     if len(levels) < 2:
         raise UserError(f"--edit-gains-from: {path} scores one intensity only; run eval with --intensities 1,1.25,1.5,1.75,2")
+    measured = result.get("checkpoint_sha256")  # absent in sweeps from before it was recorded
+    if measured and checkpoint.is_file() and measured != sha256_file(checkpoint):
+        raise UserError(f"--edit-gains-from: {path} measured another checkpoint than {checkpoint}")
     from faceedit.train.evaluate import best_gains
     try:
         return best_gains(result)
@@ -121,7 +126,7 @@ def register(app: typer.Typer):
         if not 0 < min_agreement <= 1:
             raise UserError("--min-agreement must be in (0, 1]")
         batch = _parse_batch(trt_batch)
-        per_attribute = _gains_from(edit_gains_from) if edit_gains_from else None
+        per_attribute = _gains_from(edit_gains_from, checkpoint) if edit_gains_from else None
         if triton_max_batch < 1 or triton_queue_delay_us < 0:
             raise UserError("--triton-max-batch must be >= 1 and --triton-queue-delay-us >= 0")
         from rich.console import Console

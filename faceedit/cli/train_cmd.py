@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from faceedit.cli.errors import UserError, friendly
+from faceedit.manifest import sha256_file
 
 
 def _need_torch():
@@ -165,5 +166,7 @@ def register(app: typer.Typer):
         if json_out:
             res["summary"] = summary(res)
             res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"
+            if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
+                res["checkpoint_sha256"] = sha256_file(model)
             write_json(res, json_out)
             console.print(f"wrote {json_out}")

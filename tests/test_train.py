@@ -245,6 +245,9 @@ def test_ema_checkpoints_load_like_any_and_resume_exactly(synth_data, tmp_path):
     assert state["step"] == 6 and state["ema"] == 0.5
     ema_w, live_w = ema_model.decoder.state_dict(), live_model.decoder.state_dict()
     assert any(not torch.equal(ema_w[k], live_w[k]) for k in ema_w)  # an average, not a copy
+    # the trunk the encoder shares with the attribute head holds the average too, not the live weights
+    trunk = "trunk.stages.0.0.weight"
+    assert not torch.equal(ema_model.attribute_head.state_dict()[trunk], live_model.attribute_head.state_dict()[trunk])
     # resumed halfway, the average carries on as if never interrupted
     part = tmp_path / "part"
     run_steps(tiny_config(synth_data, part, steps=4, ckpt_every=4, eval_every=3, ema=0.5))

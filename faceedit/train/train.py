@@ -222,7 +222,7 @@ class Trainer:
         if cfg.ema:
             if not 0 < cfg.ema < 1:
                 raise ValueError(f"--ema must be in (0, 1), not {cfg.ema}")
-            self.ema = {k: v.detach().float().clone() for k, v in self.generator_state().items()}
+            self.start_ema()
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
@@ -335,7 +335,7 @@ class Trainer:
             self.update_ema()
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
-        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real.detach(), y)}
+        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         return {**dict(zip(named, values)), "lr": lr}
 
@@ -343,18 +343,25 @@ class Trainer:
         """Encoder, attribute head and decoder: what eval and export need (D is training-only)."""
         return {k: v for k, v in self.model.state_dict().items() if k.startswith(GENERATOR_PARTS)}
 
+    def named_generator_parameters(self) -> dict:
+        # every name, shared ones too (the encoder and the attribute head share a trunk): each name the
+        # checkpoint carries must hold the average, or loading would put live weights back into the trunk
+        return {k: p for k, p in self.model.named_parameters(remove_duplicate=False) if k.startswith(GENERATOR_PARTS)}
+
+    def start_ema(self, saved: dict | None = None):
+        """The average starts from the current weights (or continues from a checkpoint's)."""
+        self.ema = {k: p.detach().clone() for k, p in self.named_generator_parameters().items()}
+        self.ema.update({k: v for k, v in (saved or {}).items() if k in self.ema})
+
     @torch.no_grad()
     def update_ema(self):
-        live = self.generator_state()
-        floats = [k for k, v in self.ema.items() if v.is_floating_point()]
-        torch._foreach_lerp_([self.ema[k] for k in floats], [live[k].float() for k in floats], 1 - self.cfg.ema)
+        torch._foreach_lerp_(list(self.ema.values()), [p.detach() for p in self.named_generator_parameters().values()],
+                             1 - self.cfg.ema)
 
     def ema_checkpoint(self) -> dict:
-        """The averaged generator as a generator-only checkpoint (loads like any; BatchNorm statistics,
-        which are running averages already, are the live model's)."""
-        live = self.generator_state()
-        weights = {k: (self.ema[k] if k in self.ema and "running_" not in k and v.is_floating_point() else v).to(v.dtype)
-                   for k, v in live.items()}
+        """The averaged generator as a generator-only checkpoint (loads like any). Only parameters are
+        averaged: BatchNorm statistics, running averages already, are the live model's."""
+        weights = {k: self.ema.get(k, v) for k, v in self.generator_state().items()}
         return {"format": "faceedit-checkpoint-1", "config": asdict(self.cfg),
                 "model_config": self.cfg.model_config().to_dict(), "model": weights, "step": self.step,
                 "best": self.best, "best_by": self.best_by, "ema": self.cfg.ema}
@@ -466,8 +473,7 @@ class Trainer:
         if "rng" in state:
             torch.set_rng_state(state["rng"])
         if self.ema is not None:  # a run that turns the average on starts it from the resumed weights
-            self.ema = {k: v.detach().float().clone() for k, v in self.generator_state().items()}
-            self.ema.update({k: v.float() for k, v in state.get("ema_weights", {}).items() if k in self.ema})
+            self.start_ema(state.get("ema_weights"))
         self.log(f"resumed from {path} at step {self.step}")
 
     # ---- loop -------------------------------------------------------------------------------------

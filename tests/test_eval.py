@@ -142,3 +142,67 @@ def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoin
                                  "--edit-gains-from", str(sweep)])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "another checkpoint" in r.output
     assert not (tmp_path / "m3").exists()
+
+
+def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, tiny_judge, synth_data, tmp_path):
+    """A validation sweep of a model directory scores auto strength at every top; export-update writes the
+    best tops into the manifest (and refuses sweeps of the test split or of another directory); an eval of
+    the updated directory scores its default edit exactly as the sweep scored those tops."""
+    import shutil
+    from faceedit.train.evaluate import best_tops
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    sweep = tmp_path / "sweep.json"
+    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(synth_data), "--split", "val",
+                                 "--judge", str(tiny_judge), "--intensities", "1,1.5,2", "--json", str(sweep)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(sweep.read_text())
+    rows = res["auto_strength_sweep"]["rows"]
+    fixed = res["edit_success"]["intensity_1"]["residual"]["per_attribute"]
+    moved = res["edit_disturbance"]["intensity_1"]["per_attribute"]
+    for a in res["attributes"]:
+        assert [row["top_multiplier"] for row in rows[a]] == [1.0, 1.5, 2.0, 2.5, 3.0]
+        assert rows[a][0]["edit_success"] == fixed[a] and rows[a][0]["disturbance"] == moved[a]  # top 1 = fixed
+    before = (model / "manifest.json").read_bytes()
+
+    def update(*args):
+        return CliRunner().invoke(app, ["export-update", "--model", str(model), *args])
+    # refused, one line, manifest untouched: the test split, another directory's sweep
+    for name, change in (("test", {"split": "test"}), ("other", {"model_decoder_sha256": "0" * 64})):
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(json.dumps({**res, **change}))
+        r = update("--auto-strength-from", str(bad))
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        assert (model / "manifest.json").read_bytes() == before
+    r = update("--auto-strength-from", str(sweep))
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((model / "manifest.json").read_text())
+    chosen = {a: t for a, t in best_tops(res).items() if t > 1}
+    assert manifest["edit_strength"]["auto"]["top_multiplier"] == chosen
+    assert manifest["graphs"] == json.loads(before)["graphs"]  # only the editing settings changed
+
+    # whatever the tiny model chose, force tops on every attribute and check the default edit's figures
+    manifest["edit_strength"]["auto"]["top_multiplier"] = {a: 2.0 for a in res["attributes"]}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    from faceedit.engine import Editor
+    assert Editor.load(model, backend="onnxruntime").auto_strength
+    after = tmp_path / "after.json"
+    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(synth_data), "--split", "val",
+                                 "--judge", str(tiny_judge), "--intensities", "1", "--json", str(after)])
+    assert r.exit_code == 0, r.output
+    res2 = json.loads(after.read_text())
+    auto = res2["auto_strength"]
+    for a in res["attributes"]:
+        at2 = next(row for row in rows[a] if row["top_multiplier"] == 2.0)
+        assert auto["edit_success"]["per_attribute"][a] == at2["edit_success"]
+        assert auto["edit_disturbance"]["per_attribute"][a] == at2["disturbance"]
+        assert 1.0 <= auto["mean_multiplier"][a] <= 2.0
+    assert any(auto["mean_multiplier"][a] > 1.0 for a in res["attributes"])  # some edits were pushed
+    assert res2["summary"]["edit_success_mean13"] == auto["edit_success"]["mean_standard13"]
+    assert res2["summary"]["edit_success_fixed_mean13"] == res2["edit_success"]["intensity_1"]["residual"]["mean_standard13"]
+    # an eval made before the tops changed is refused as the manifest's figures; this one is taken
+    r = update("--eval-json", str(sweep))
+    assert r.exit_code == 2 and "auto strength settings" in r.output
+    r = update("--eval-json", str(after))
+    assert r.exit_code == 0, r.output
+    assert json.loads((model / "manifest.json").read_text())["eval"]["edit_success_mean13"] == auto["edit_success"]["mean_standard13"]

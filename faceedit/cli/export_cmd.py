@@ -149,3 +149,23 @@ def register(app: typer.Typer):
         except ExportError as e:
             raise UserError(str(e)) from None
         _summary(console, manifest, out)
+
+    @app.command("export-update")
+    @friendly
+    def export_update(model: Path = typer.Option(..., "--model", help="An exported model directory (its manifest.json is rewritten atomically)."),
+                      auto_strength_from: Optional[Path] = typer.Option(None, "--auto-strength-from", help="A validation sweep of this directory (`faceedit eval --model DIR --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the auto strength top with the best net effect there."),
+                      auto_strength_note: str = typer.Option("", "--auto-strength-note", help="How auto strength was chosen (recorded in the manifest)."),
+                      eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="A `faceedit eval` JSON of this directory, with its current settings, whose summary goes into the manifest.")):
+        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
+
+        Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
+        """
+        if auto_strength_from is None and eval_json is None:
+            raise UserError("nothing to update: give --auto-strength-from and/or --eval-json")
+        from faceedit.export.update import UpdateError, update_model
+        from faceedit.manifest import ManifestError
+        try:
+            update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo)
+        except (UpdateError, ManifestError) as e:
+            raise UserError(str(e)) from None
+        typer.echo(f"updated {model / 'manifest.json'}")

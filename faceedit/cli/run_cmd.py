@@ -16,9 +16,9 @@ BACKEND_HELP = "auto, onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tenso
 PRECISION_HELP = "auto (the backend's reference: fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it."
 
 
-def _load(model, backend, precision):
+def _load(model, backend, precision, auto_strength=True):
     from faceedit.engine import Editor
-    editor = Editor.load(model, backend=backend, precision=precision)
+    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength)
     typer.echo(f"model {editor.model.path} | backend {editor.selection} | {editor.describe()}", err=True)
     return editor
 
@@ -54,6 +54,7 @@ def register(app: typer.Typer):
             aligned: bool = typer.Option(False, "--aligned", help="Inputs are already aligned faces (CelebA framing, or the model's square crop): no detection."),
             face: str = typer.Option("largest", "--face", help="Which faces to edit: largest, all, or a number (0 = leftmost)."),
             raw: bool = typer.Option(False, "--raw", help="Paste the decoder's raw output (colour-matched) instead of the residual edit that keeps the photo's detail."),
+            fixed_strength: bool = typer.Option(False, "--fixed-strength", help="Render every edit at its attribute's gain: no auto strength (which pushes an edit harder where the model does not see it land)."),
             detector_model: Optional[Path] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx (OpenCV zoo) instead of Haar cascades."),
             max_pixels: float = typer.Option(50.0, "--max-pixels", help="Refuse images over this many megapixels (decompression bombs)."),
             as_json: bool = typer.Option(False, "--json", help="Print the attributes before/after as JSON.")):
@@ -66,7 +67,7 @@ def register(app: typer.Typer):
         which = parse_face_choice(face)
         inputs, batch = files.collect_inputs(image)
         jobs = files.plan_outputs(inputs, out, batch)
-        editor = _load(model, backend, precision)
+        editor = _load(model, backend, precision, auto_strength=not fixed_strength)
         _, mask = editor.change_vectors(changes)
         changed = {n for n, m in zip(editor.attribute_names, mask) if m}
         for name, rate, split in editor.model.weak_edits(sorted(changed)):

@@ -108,8 +108,8 @@ def register(app: typer.Typer):
         from rich.table import Table
 
         from faceedit.models import DEFAULT_MODEL
-        from faceedit.train.evaluate import (JudgeModel, attribute_strengths, best_gains, evaluate, open_model,
-                                             strength_table, summary, write_json)
+        from faceedit.train.evaluate import (JudgeModel, attribute_strengths, best_gains, best_tops, evaluate,
+                                             open_model, strength_table, summary, write_json)
         model = model or DEFAULT_MODEL
         if judge is None:
             cand = Path(model) / "judge.onnx" if Path(model).is_dir() else None
@@ -131,22 +131,33 @@ def register(app: typer.Typer):
         res = evaluate(under_test, JudgeModel(judge), data, split, limit=limit, intensities=levels,
                        log=lambda m: console.print(m, style="dim"))
         t = Table(title=f"faceedit eval: {model} on {split} ({res['faces']} faces)")
-        for c in ("attribute", "inference acc", "edit success", "edit (raw)", "edit x2", "disturbance", "judge acc"):
+        auto = res["auto_strength"]
+        has_auto = any(v > 1 for v in auto["top_multiplier"].values())
+        for c in ("attribute", "inference acc", "edit success", *(["edit (auto strength)"] if has_auto else []),
+                  "edit (raw)", "edit x2", "disturbance", "judge acc"):
             t.add_column(c, justify="right" if c != "attribute" else "left")
         e1, e2 = res["edit_success"]["intensity_1"], res["edit_success"].get("intensity_2")
         d1 = res["edit_disturbance"]["intensity_1"]
         for a in res["attributes"]:
             t.add_row(a, f"{res['attribute_accuracy']['per_attribute'][a]:.1%}",
-                      f"{e1['residual']['per_attribute'][a]:.1%}", f"{e1['raw']['per_attribute'][a]:.1%}",
+                      f"{e1['residual']['per_attribute'][a]:.1%}",
+                      *([f"{auto['edit_success']['per_attribute'][a]:.1%}"] if has_auto else []),
+                      f"{e1['raw']['per_attribute'][a]:.1%}",
                       f"{e2['residual']['per_attribute'][a]:.1%}" if e2 else "-",
                       f"{d1['per_attribute'][a]:.1%}",
                       f"{res['judge_accuracy_on_real']['per_attribute'][a]:.1%}")
         t.add_row("[bold]mean (13 standard)", f"{res['attribute_accuracy']['mean_standard13']:.1%}",
-                  f"{e1['residual']['mean_standard13']:.1%}", f"{e1['raw']['mean_standard13']:.1%}",
+                  f"{e1['residual']['mean_standard13']:.1%}",
+                  *([f"{auto['edit_success']['mean_standard13']:.1%}"] if has_auto else []),
+                  f"{e1['raw']['mean_standard13']:.1%}",
                   f"{e2['residual']['mean_standard13']:.1%}" if e2 else "-",
                   f"{d1['mean_standard13']:.1%}",
                   f"{res['judge_accuracy_on_real']['mean_standard13']:.1%}")
         console.print(t)
+        if has_auto:
+            console.print(f"auto strength (the default edit): success {auto['edit_success']['mean_standard13']:.1%}, "
+                          f"disturbance {auto['edit_disturbance']['mean_standard13']:.1%} (fixed strength: "
+                          f"{e1['residual']['mean_standard13']:.1%}, {d1['mean_standard13']:.1%})")
         console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
         rows = strength_table(res)
         if len(rows) > 1:
@@ -162,11 +173,18 @@ def register(app: typer.Typer):
             console.print("best net effect per attribute (faceedit export --edit-gains-from this JSON, if it is a "
                           "validation run): " + ", ".join(f"{a} {g:g}" for a, g in per.items()))
             res["edit_strength"] = rows
+            if "auto_strength_sweep" in res:
+                console.print("auto strength, best top multiplier per attribute (faceedit export-update "
+                              "--auto-strength-from this JSON, if it is a validation run): "
+                              + ", ".join(f"{a} {g:g}" for a, g in best_tops(res).items()))
             res["edit_strength_per_attribute"] = {"best_gains": per, "rows": attribute_strengths(res)}
         if json_out:
             res["summary"] = summary(res)
             res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"
             if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
                 res["checkpoint_sha256"] = sha256_file(model)
+            else:  # and `export-update` that it gets the model directory measured
+                from faceedit.export.update import decoder_fingerprint
+                res["model_decoder_sha256"] = decoder_fingerprint(under_test.manifest)
             write_json(res, json_out)
             console.print(f"wrote {json_out}")

@@ -5,7 +5,9 @@
     out = editor.edit(faces, {"young": 1, "smiling": 0.3})   # residual edit at each crop's own size
 
 Images are aligned face crops, uint8 HxWx3 RGB, any size (resized to the model's); one image, a list or an
-NxHxWx3 array, and results come back in the same form. Every method is safe to call from many threads."""
+NxHxWx3 array, and results come back in the same form. Every method is safe to call from many threads.
+Edits use the model's auto strength where its manifest has one (faceedit.strength: an edit the attribute
+head does not see land is pushed harder); Editor.load(auto_strength=False) keeps every edit at its gain."""
 from __future__ import annotations
 
 import threading
@@ -18,6 +20,7 @@ from faceedit.engine import tensors
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
 from faceedit.engine.model import ModelInfo
+from faceedit.strength import auto_multipliers, pushable
 
 VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
 MAX_BATCH = 32             # rows per backend call: bounds memory; the batcher never sends more
@@ -31,7 +34,7 @@ class EditOutput:
 
 
 class Editor:
-    def __init__(self, model: ModelInfo, backend, precision: str, selection: str = ""):
+    def __init__(self, model: ModelInfo, backend, precision: str, selection: str = "", auto_strength: bool = True):
         self.model = model
         self.backend = backend
         self.precision = precision
@@ -43,21 +46,24 @@ class Editor:
         self._prior = None
         self.fused = backend.has(model, "editor", precision)
         self._gains = np.asarray(model.edit_gains, np.float32)  # decoder_values runs on every edit
+        self._tops = np.asarray(model.edit_tops or [1.0] * len(self.attribute_names), np.float32)
+        self.auto_strength = auto_strength and bool((self._tops > 1).any())
 
     # ---- loading -----------------------------------------------------------------------------------
     @classmethod
     def load(cls, model=None, backend: str = "auto", precision: str = "auto", threads: int = 0,
-             verify: bool = True, cache: bool = True) -> "Editor":
+             verify: bool = True, cache: bool = True, auto_strength: bool = True) -> "Editor":
         """model: a model directory, a model name, or None for the shipped default. backend: auto or a name
         from faceedit.engine.backends.NAMES. precision: auto (the fastest variant the export accepted within
         its accuracy budget for that backend: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32), or
-        fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it."""
+        fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it. auto_strength: False renders
+        every edit at its attribute's gain even where the model has auto strength."""
         info = model if isinstance(model, ModelInfo) else ModelInfo.load(model, verify=verify)
         name = canonical_name(backend)
         if name != "auto":
             b = cls._make(name, threads, cache)
             p = b.auto_precision(info) if precision == "auto" else precision
-            ed = cls(info, b, p, f"{b.name} (requested), {p}")
+            ed = cls(info, b, p, f"{b.name} (requested), {p}", auto_strength)
             ed._probe()
             return ed
         skipped = []
@@ -67,7 +73,7 @@ class Editor:
                 p = b.auto_precision(info) if precision == "auto" else precision
                 if not b.has(info, "attributes", p):
                     raise BackendUnavailable(f"no {p} graphs for it in this model")
-                ed = cls(info, b, p, "")
+                ed = cls(info, b, p, "", auto_strength)
                 ed._probe()
             except Exception as e:  # not installed, no device, or fails on this model: try the next one
                 skipped.append(f"{cand}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
@@ -100,7 +106,8 @@ class Editor:
         return g
 
     def describe(self) -> str:
-        return f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
+        return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
+                + (", auto strength" if self.auto_strength else ""))
 
     # ---- attribute vectors -------------------------------------------------------------------------
     def change_vectors(self, changes: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,12 +134,30 @@ class Editor:
 
     # ---- the model, on tensors -----------------------------------------------------------------------
     def run_edit(self, x: np.ndarray, target: np.ndarray, mask: np.ndarray):
-        """x [N,3,S,S], target/mask [N,A] -> (edited, reconstruction, probabilities), in chunks of MAX_BATCH."""
+        """x [N,3,S,S], target/mask [N,A] user values -> (edited, reconstruction, probabilities), in chunks of
+        MAX_BATCH. With auto strength, rows whose residual result the attribute head does not read as asked
+        are rendered again, harder (faceedit.strength); each row's result depends on that row alone."""
         if len(x) > MAX_BATCH:
             parts = [self.run_edit(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
                      for i in range(0, len(x), MAX_BATCH)]
             return tuple(np.concatenate(p) for p in zip(*parts))
-        target = self.decoder_values(target)
+        if not (self.auto_strength and pushable(target, mask, self._tops).any()):
+            return self._render(x, target, mask)
+        out = []
+
+        def render(rows, mult):
+            edited, recon, probs = self._render(x[rows], target[rows], mask[rows], mult)
+            if not out:  # the first call renders every row
+                out.extend((edited, recon, probs))
+            else:
+                out[0][rows] = edited
+            return np.clip(x[rows] + edited - recon, -1.0, 1.0)
+        auto_multipliers(render, self.run_attributes, target, mask, self._tops)
+        return tuple(out)
+
+    def _render(self, x, target, mask, multipliers=None):
+        """One pass of the model: user values -> decoder inputs at gain x multiplier, edited and reconstructed."""
+        target = self.decoder_values(target, multipliers)
         if self.fused:
             return tuple(self._graph("editor").run({"image": x, "target": target, "mask": mask}))
         # no fused graph at this precision (int8 has none): the same maths from the three graphs
@@ -155,10 +180,11 @@ class Editor:
             eps = mean + eps @ factor.T
         return eps.reshape(n, *self.model.z_shape).astype(np.float32)
 
-    def decoder_values(self, values: np.ndarray) -> np.ndarray:
+    def decoder_values(self, values: np.ndarray, multipliers=None) -> np.ndarray:
         """User values [..., A] -> the decoder's attribute inputs, with this model's edit gain for each
-        attribute (attributes.decoder_value)."""
-        return np.asarray(decoder_value(values, self._gains), np.float32)
+        attribute (attributes.decoder_value), times auto strength's multipliers [..., A] when given."""
+        gains = self._gains if multipliers is None else self._gains * np.asarray(multipliers, np.float32)
+        return np.asarray(decoder_value(values, gains), np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")

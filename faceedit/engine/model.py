@@ -8,6 +8,7 @@ from pathlib import Path
 from faceedit.attributes import edit_gains
 from faceedit.engine.errors import ModelError
 from faceedit.manifest import load_manifest
+from faceedit.strength import top_multipliers
 
 
 def models_root() -> Path:
@@ -49,6 +50,7 @@ class ModelInfo:
     latent_prior: str | None = None  # file name of the fitted latent Gaussian (sample() draws from it)
     edit_gains: list = field(default_factory=list)  # per attribute: a set value v enters the decoder as
                                                      # 0.5 + gain * (v - 0.5); see manifest "edit_strength"
+    edit_tops: list = field(default_factory=list)  # per attribute: auto strength's top multiplier (1 = off)
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
 
     @classmethod
@@ -61,6 +63,7 @@ class ModelInfo:
             info = cls(path=path, manifest=m, image_size=int(m["image_size"]), z_shape=tuple(m["z_shape"]),
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
                        edit_gains=edit_gains(m.get("edit_strength"), names),
+                       edit_tops=top_multipliers(m.get("edit_strength"), names),
                        latent_prior=(m.get("latent_prior") or {}).get("path"),
                        eval_summary=dict(m.get("eval") or {}))
         except (KeyError, TypeError, ValueError) as e:

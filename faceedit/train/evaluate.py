@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faceedit.attributes import STANDARD_13, decoder_value, edit_gains
+from faceedit.strength import auto_multipliers, multipliers_up_to, top_multipliers
 from faceedit.train.data import ImageCache, load_celeba
 
 
@@ -29,6 +30,7 @@ class TorchModel:
         self.attributes = state["model_config"]["attributes"]
         self.image_size = state["model_config"]["image_size"]
         self.edit_gains = [1.0] * len(self.attributes)  # a checkpoint has none of its own: the caller may set some
+        self.edit_tops = [1.0] * len(self.attributes)   # nor auto strength
 
     def _run(self, fn, *arrays):
         with self.torch.no_grad():
@@ -55,6 +57,7 @@ class OnnxModel:
         self.attributes = [a["name"] for a in self.manifest["attributes"]]
         self.image_size = self.manifest["image_size"]
         self.edit_gains = edit_gains(self.manifest.get("edit_strength"), self.attributes)
+        self.edit_tops = top_multipliers(self.manifest.get("edit_strength"), self.attributes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         graphs = self.manifest["graphs"]
@@ -133,6 +136,9 @@ def ssim(a, b):
 
 
 def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0), limit=0, log=print) -> dict:
+    """Scores fixed-strength edits at each intensity and, where the model has auto strength
+    (model.edit_tops), the product's default edit at value 1. With intensities above 1 it also sweeps auto
+    strength: every top multiplier up to 2 x max(intensities) - 1, for every attribute."""
     ds = load_celeba(data)
     names, labels = ds.select(model.attributes)
     idx = ds.split_indices(split)
@@ -148,6 +154,11 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     # success[intensity][mode][k]: counts; disturbed[k]: other attributes the judge saw change
     success = {i: {"residual": np.zeros(n_attr), "raw": np.zeros(n_attr)} for i in intensities}
     disturbed = {i: np.zeros(n_attr) for i in intensities}
+    # auto strength: the model's own tops (the product default), and a sweep of tops when intensities > 1
+    tops = np.asarray(model.edit_tops, np.float32)
+    sweep_tops = multipliers_up_to(2 * max(intensities) - 1) if max(intensities) > 1 else [1.0]
+    auto = {"success": np.zeros(n_attr), "disturbed": np.zeros(n_attr), "multiplier": np.zeros(n_attr)}
+    swept = {t: {"success": np.zeros(n_attr), "disturbed": np.zeros(n_attr)} for t in sweep_tops}
     for s in range(0, len(idx), batch):
         j = idx[s:s + batch]
         x = images[j].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
@@ -163,23 +174,56 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         rec = model.decode(z, y_src.astype(np.float32))
         psnrs.append(psnr(rec, x))
         ssims.append(ssim(rec, x))
+        others_of = lambda k: np.delete(np.arange(n_attr), k)
         for k in range(n_attr):
+            flip_to = 1.0 - y_src[:, k].astype(np.float32)
+            rungs = {}
+
+            def render_at(m, k=k, flip_to=flip_to, rungs=rungs):
+                """Every face with attribute k flipped at multiplier m on its gain (intensity (m + 1) / 2:
+                'on' = that value, 'off' = 1 - it): raw output, residual result, the judge's verdicts on it."""
+                if m not in rungs:
+                    target = y_src.astype(np.float32)
+                    target[:, k] = decoder_value(0.5 + m * (flip_to - 0.5), model.edit_gains[k])
+                    edited = model.decode(z, target)
+                    residual = np.clip(x + edited - rec, -1, 1)
+                    rungs[m] = (edited, residual, judge(residual) > 0.5)
+                return rungs[m]
+
+            def scored(verdict, k=k, flip_to=flip_to):
+                """(hits [n] bool, summed share of the other attributes whose judge verdict changed)"""
+                o = others_of(k)
+                return verdict[:, k] == (flip_to > 0.5), (verdict[:, o] != judge_real[:, o]).mean(1).sum()
+
             for inten in intensities:
-                target = y_src.astype(np.float32)
-                flip_to = 1.0 - target[:, k]
-                # intensity v: 'on' = v, 'off' = 1 - v (so 2 means twice as far past the label)
-                target[:, k] = decoder_value(np.where(flip_to > 0.5, inten, 1.0 - inten), model.edit_gains[k])
-                edited = model.decode(z, target)
-                for mode, img in (("raw", edited), ("residual", np.clip(x + edited - rec, -1, 1))):
-                    verdict = judge(img) > 0.5
-                    hit = verdict[:, k] == (flip_to > 0.5)
-                    success[inten][mode][k] += hit.sum()
-                    if mode == "residual":
-                        if inten == 1.0:
-                            adds[k] += (flip_to > 0.5).sum()
-                            add_hits[k] += (hit & (flip_to > 0.5)).sum()
-                        others = np.delete(np.arange(n_attr), k)
-                        disturbed[inten][k] += (verdict[:, others] != judge_real[:, others]).mean(1).sum()
+                edited, residual, verdict = render_at(2 * inten - 1)
+                success[inten]["raw"][k] += ((judge(edited) > 0.5)[:, k] == (flip_to > 0.5)).sum()
+                hit, moved = scored(verdict)
+                success[inten]["residual"][k] += hit.sum()
+                disturbed[inten][k] += moved
+                if inten == 1.0:
+                    adds[k] += (flip_to > 0.5).sum()
+                    add_hits[k] += (hit & (flip_to > 0.5)).sum()
+            # auto strength, as the engine does it (faceedit.strength), one climb up to the highest top in
+            # use: a face's multiplier under a lower top t is min(its multiplier, t)
+            top = max(float(tops[k]), sweep_tops[-1])
+            if top > 1:
+                values, mask = np.zeros((len(x), n_attr), np.float32), np.zeros((len(x), n_attr), np.float32)
+                values[:, k], mask[:, k] = flip_to, 1.0
+                climb_tops = np.ones(n_attr, np.float32)
+                climb_tops[k] = top
+                reached = auto_multipliers(lambda rows, mult: render_at(float(mult[0, k]))[1][rows],
+                                           model.probabilities, values, mask, climb_tops)[:, k]
+            else:
+                reached = np.ones(len(x), np.float32)
+            for t, acc in [(float(tops[k]), auto)] + [(t, swept[t]) for t in sweep_tops]:
+                m = np.minimum(reached, t)
+                verdict = np.stack([render_at(float(mi))[2][i] for i, mi in enumerate(m)])
+                hit, moved = scored(verdict)
+                acc["success"][k] += hit.sum()
+                acc["disturbed"][k] += moved
+                if acc is auto:
+                    acc["multiplier"][k] += m.sum()
         log(f"evaluated {min(s + batch, len(idx))}/{len(idx)} faces")
     n = len(idx)
     std = [i for i, a in enumerate(names) if a in STANDARD_13]
@@ -209,12 +253,35 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
             for inten, modes in success.items()},
         "edit_disturbance": {f"intensity_{inten:g}": {"per_attribute": table(v), **means(v)} for inten, v in disturbed.items()}
         | {"meaning": "residual edits: mean fraction of the other attributes whose judge decision changed"},
+        "auto_strength": {
+            "meaning": ("the product's default edit at value 1: residual, pushed up to top_multiplier x the gain "
+                        "while the model's own attribute head does not read the result as asked (faceedit.strength); "
+                        "top 1 = fixed strength"),
+            "top_multiplier": {a: float(tops[i]) for i, a in enumerate(names)},
+            "edit_success": {"per_attribute": table(auto["success"]), **means(auto["success"])},
+            "edit_disturbance": {"per_attribute": table(auto["disturbed"]), **means(auto["disturbed"])},
+            "mean_multiplier": table(auto["multiplier"])},
         "reconstruction": {"psnr_db": round(float(np.concatenate(psnrs).mean()), 3),
                            "ssim": round(float(np.concatenate(ssims).mean()), 4)},
         "protocol": ("source attributes = attribute head decisions; each attribute flipped on every face; "
                      "success = judge agrees with the target; headline = residual mode at intensity 1"),
     }
+    if len(sweep_tops) > 1:
+        n_other = n_attr - 1
+        result["auto_strength_sweep"] = {
+            "meaning": "per attribute and top multiplier: residual edit success, disturbance, net = success - (A-1) x disturbance",
+            "rows": {a: [{"top_multiplier": t, "edit_success": ratio(v["success"][i], n),
+                          "disturbance": ratio(v["disturbed"][i], n),
+                          "net": round((v["success"][i] - n_other * v["disturbed"][i]) / n, 4)}
+                         for t, v in swept.items()] for i, a in enumerate(names)}}
     return result
+
+
+def best_tops(result: dict) -> dict[str, float]:
+    """Per attribute, the auto strength top with the best net effect in a validation sweep (ties: the lower
+    top; 1 = fixed strength). `faceedit export-update --auto-strength-from` applies it."""
+    return {a: min(rows, key=lambda r: (-r["net"], r["top_multiplier"]))["top_multiplier"]
+            for a, rows in result["auto_strength_sweep"]["rows"].items()}
 
 
 def ratio(a, b):
@@ -266,14 +333,21 @@ def best_gains(result: dict) -> dict[str, float]:
 
 
 def summary(result: dict) -> dict:
-    es = result["edit_success"]["intensity_1"]["residual"]
+    """The headline: edits as the product makes them by default (auto strength where the model has it)."""
+    fixed = result["edit_success"]["intensity_1"]["residual"]
+    auto = result.get("auto_strength") or {}
+    on = any(t > 1 for t in (auto.get("top_multiplier") or {}).values())
+    es = auto["edit_success"] if on else fixed
+    disturbance = auto["edit_disturbance"] if on else result["edit_disturbance"]["intensity_1"]
     return {"split": result["split"], "faces": result["faces"],
             "attribute_accuracy_mean13": result["attribute_accuracy"]["mean_standard13"],
             "edit_success_mean13": es["mean_standard13"],
+            "edit_success_fixed_mean13": fixed["mean_standard13"],
             "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
             "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"],
-            "edit_disturbance_mean13": result["edit_disturbance"]["intensity_1"]["mean_standard13"],
+            "edit_disturbance_mean13": disturbance["mean_standard13"],
             "edit_gains": result_gains(result),
+            "auto_strength_tops": {a: t for a, t in (auto.get("top_multiplier") or {}).items() if t > 1},
             # per attribute, so the runtime can warn before an edit that rarely lands
             "edit_success_per_attribute": {k: round(float(v), 4) for k, v in es["per_attribute"].items()}}
 

@@ -52,6 +52,7 @@ def run(plan: Plan, eager_module=None, log=print) -> dict:
     work = offline.workload(info, max(plan.batches))
     measure_offline(info, work, plan, eager_module, result, log)
     auto = auto_editor(info, result)
+    result["auto_strength"] = measure_auto_strength(auto, plan, log)
     result["concurrency"] = measure_concurrency(info, work, plan, result, log) if plan.concurrency else []
     result["end_to_end"] = measure_end_to_end(info, work, plan, auto, log) if plan.end_to_end else \
         {"photo": {"absent": "not run in this plan"}, "cold_run": {"absent": "not run in this plan"}}
@@ -115,6 +116,47 @@ def auto_editor(info, result):
     return ed
 
 
+def measure_auto_strength(auto, plan, log) -> dict:
+    """What auto strength costs on the default editor: p50 at batch 1 and at the largest batch with it on and
+    off, on faces the model draws (not random crops: whether an edit lands depends on the face), each face's
+    attribute flipped to the opposite of what the model reads, on the attribute with the highest top."""
+    import numpy as np
+
+    from faceedit.engine.bench.timing import measure, summarize
+    from faceedit.engine.editor import MAX_BATCH, Editor
+    if auto is None or not auto.auto_strength:
+        return {"absent": "the model has no auto strength (or no editor loaded)"}
+    tops = list(auto.model.edit_tops)
+    k = int(np.argmax(tops))
+    name = auto.attribute_names[k]
+    fixed = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False)
+    n = 64
+    crops = auto.sample(n, seed=0)
+    target = np.zeros((n, len(tops)), np.float32)
+    mask = np.zeros_like(target)
+    target[:, k] = (auto.attributes(crops)[:, k] <= 0.5).astype(np.float32)
+    mask[:, k] = 1.0
+    pushed = float(np.mean([not np.array_equal(a, b) for a, b in zip(
+        auto.edit_crops(list(crops), target, mask).images, fixed.edit_crops(list(crops), target, mask).images)]))
+    out = {"editor": auto.describe(), "attribute": name, "top_multiplier": tops[k], "faces": n,
+           "share_pushed": round(pushed, 4)}
+    big = min(MAX_BATCH, max(plan.batches))
+    for label, ed in (("fixed", fixed), ("auto", auto)):
+        for b in (1, big):
+            turn = iter(range(10 ** 9))
+
+            def call(b=b, ed=ed):  # cycle through the faces so pushed and landed ones mix as they come
+                i = next(turn) * b % n
+                rows = [(i + j) % n for j in range(b)]
+                ed.edit_crops([crops[r] for r in rows], target[rows], mask[rows])
+            out[f"{label}_batch_{b}"] = summarize(measure(call, plan.budget), b)
+    log(f"auto strength ({name}, up to x{tops[k]:g}; {pushed:.0%} of flips pushed): batch 1 p50 "
+        f"{out['fixed_batch_1']['p50_ms']:.3g} -> {out['auto_batch_1']['p50_ms']:.3g} ms, batch {big} "
+        f"{out[f'fixed_batch_{big}']['throughput_ips']:.0f} -> {out[f'auto_batch_{big}']['throughput_ips']:.0f} img/s")
+    del fixed
+    return out
+
+
 def measure_concurrency(info, work, plan, result, log) -> list[dict]:
     """The dynamic batcher on the engine configuration with the best offline throughput."""
     from faceedit.engine.bench.concurrency import batcher_sweep
@@ -124,7 +166,7 @@ def measure_concurrency(info, work, plan, result, log) -> list[dict]:
     best = next((c for c in result["configs"] if c["name"] == summary.get("best_offline_config")), None)
     if best is None:
         return []
-    ed = Editor.load(info, backend=best["backend"], precision=best["precision"])
+    ed = Editor.load(info, backend=best["backend"], precision=best["precision"], auto_strength=False)
     ed.fused = best["graph"] == "fused"
     max_batch = min(MAX_BATCH, max(plan.batches))
     summary["batcher_config"] = f"{best['name']}, max_batch {max_batch}"

@@ -1,0 +1,88 @@
+"""Change what an exported model's manifest says about editing, without re-exporting: auto strength chosen
+on a validation sweep of that very directory, and the summary of an evaluation of it. Only manifest.json
+changes (written atomically); the graphs and their hashes stay as exported."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from faceedit.attributes import edit_gains
+from faceedit.manifest import load_manifest, write_manifest
+from faceedit.strength import top_multipliers
+
+
+class UpdateError(ValueError):
+    """A request that would make the manifest describe something that was not measured."""
+
+
+def decoder_fingerprint(manifest: dict) -> str:
+    """What identifies the weights an evaluation of a model directory measured: the fp32 decoder's sha256
+    (the encoder and attribute head share the export, so a new export changes it too)."""
+    return manifest["graphs"]["decoder"]["fp32"]["sha256"]
+
+
+def _read(path: Path, flag: str) -> dict:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UpdateError(f"{flag}: {path} not found") from None
+    except (OSError, ValueError) as e:
+        raise UpdateError(f"{flag}: cannot read {path} ({str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict) or "edit_success" not in obj or "attributes" not in obj:
+        raise UpdateError(f"{flag}: {path} is not a `faceedit eval` JSON")
+    return obj
+
+
+def _same_model(result: dict, manifest: dict, path, flag: str, what: str):
+    measured = result.get("model_decoder_sha256")
+    if measured != decoder_fingerprint(manifest):
+        raise UpdateError(f"{flag}: {path} did not measure this model directory (run `faceedit eval --model DIR` on it)")
+    names = [a["name"] for a in manifest["attributes"]]
+    gains = dict(zip(names, edit_gains(manifest.get("edit_strength"), names)))
+    if {a: float(g) for a, g in (result.get("edit_gains") or {}).items()} != gains:
+        raise UpdateError(f"{flag}: {path} measured other edit gains than this manifest's; {what}")
+
+
+def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print) -> dict:
+    """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
+    --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
+    best net effect there (evaluate.best_tops). eval_json: a `faceedit eval` of this directory with its
+    current settings, whose summary becomes the manifest's "eval"."""
+    from faceedit.train.evaluate import best_tops, summary
+    model_dir = Path(model_dir)
+    manifest = load_manifest(model_dir)
+    names = [a["name"] for a in manifest["attributes"]]
+    if auto_strength_from is not None:
+        sweep = _read(auto_strength_from, "--auto-strength-from")
+        if sweep.get("split") == "test":
+            raise UpdateError(f"--auto-strength-from: {auto_strength_from} measures the test split; choose on validation (--split val)")
+        if "auto_strength_sweep" not in sweep:
+            raise UpdateError(f"--auto-strength-from: {auto_strength_from} has no auto strength sweep; "
+                              "run eval with --intensities 1,1.25,1.5,1.75,2")
+        _same_model(sweep, manifest, auto_strength_from, "--auto-strength-from", "re-run the sweep")
+        tops = best_tops(sweep)
+        strength = dict(manifest.get("edit_strength") or {})
+        strength["auto"] = {
+            "top_multiplier": {a: float(tops[a]) for a in names if tops.get(a, 1.0) > 1.0},
+            "chosen": note or f"per attribute: the top with the best net effect (edit success - 13 x disturbance) "
+                              f"in {Path(auto_strength_from).name} ({sweep.get('split')}, {sweep.get('faces')} faces)",
+            "meaning": "an edit the model's own attribute head does not read as asked is rendered again with the "
+                       "attribute's gain x 1.5, 2, ... up to top_multiplier (faceedit.strength); others stay fixed"}
+        top_multipliers(strength, names)  # the engine's own check
+        manifest["edit_strength"] = strength
+        log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())
+                                 or "off for every attribute (fixed strength had the better net effect)"))
+    if eval_json is not None:
+        result = _read(eval_json, "--eval-json")
+        _same_model(result, manifest, eval_json, "--eval-json", "re-run the evaluation")
+        tops = dict(zip(names, top_multipliers(manifest.get("edit_strength"), names)))
+        measured = (result.get("auto_strength") or {}).get("top_multiplier") or {}
+        if {a: float(measured.get(a, 1.0)) for a in names} != tops:
+            raise UpdateError(f"--eval-json: {eval_json} measured other auto strength settings than this manifest's; "
+                              "re-run the evaluation on the updated directory")
+        manifest["eval"] = {**summary(result), "source": Path(eval_json).name}
+        log(f"eval summary from {eval_json}: {result['split']} split, edit success "
+            f"{manifest['eval']['edit_success_mean13']:.1%}")
+    write_manifest(model_dir, manifest)
+    load_manifest(model_dir)
+    return manifest

@@ -48,6 +48,9 @@ for backend in ("auto", "onnxruntime"):
     with DynamicBatcher(ed) as b:
         b.submit(img, {{"smiling": 1}}).result(10)
     PhotoEditor(ed).edit([Photo(img, None)], {{"young": 1}}, aligned=True)
+shipped = Editor.load(backend="onnxruntime")  # the shipped model: auto strength re-renders with the head's verdict
+assert shipped.auto_strength
+shipped.edit(shipped.sample(4, {{"young": 0}}, seed=0), {{"young": 1}})
 bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'faceedit.train', 'faceedit.export'))]
 assert not [m for m in bad if sys.modules[m] is not None], bad
 print("ok")

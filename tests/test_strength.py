@@ -108,3 +108,27 @@ def test_bench_times_auto_strength_against_fixed(auto_model):
     assert "pushed" in auto_strength_line({"auto_strength": out})
     fixed = Editor.load(auto_model, backend="onnxruntime", precision="fp32", auto_strength=False)
     assert "absent" in measure_auto_strength(fixed, make_plan("tiny"), log=lambda *a: None)
+
+
+def test_run_cli_pushes_by_default_and_not_with_fixed_strength(auto_model, tmp_path):
+    """`faceedit run` on model-drawn faces (aligned, model size): the default output is the Editor's auto
+    strength edit, --fixed-strength the fixed one, and on a face that needed a push the two differ."""
+    from typer.testing import CliRunner
+
+    from faceedit.cli.main import app
+    from faceedit.engine import Editor
+    from faceedit.engine.imageio import read_photo, write_photo
+    auto = Editor.load(auto_model, backend="onnxruntime", precision="fp32")
+    fixed = Editor.load(auto_model, backend="onnxruntime", precision="fp32", auto_strength=False)
+    faces = auto.sample(24, {"young": 0, "male": 1}, seed=3)
+    pushed = [f for f in faces if not np.array_equal(auto.edit(f, {"young": 1}), fixed.edit(f, {"young": 1}))]
+    assert pushed, "no face needed a push"
+    src = tmp_path / "face.png"
+    write_photo(src, pushed[0], None)
+    args = ["run", "--model", str(auto_model), "--backend", "onnxruntime", "--precision", "fp32", "--aligned",
+            "--image", str(src), "--set", "young=1"]
+    for extra, editor in (([], auto), (["--fixed-strength"], fixed)):
+        out = tmp_path / f"out{len(extra)}.png"
+        r = CliRunner().invoke(app, [*args, *extra, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(read_photo(out).rgb, editor.edit(pushed[0], {"young": 1}))

@@ -132,3 +132,19 @@ def test_run_cli_pushes_by_default_and_not_with_fixed_strength(auto_model, tmp_p
         r = CliRunner().invoke(app, [*args, *extra, "--out", str(out)])
         assert r.exit_code == 0, r.output
         np.testing.assert_array_equal(read_photo(out).rgb, editor.edit(pushed[0], {"young": 1}))
+
+
+def test_batcher_callers_get_the_auto_strength_edit_of_their_own_face(auto_model):
+    """Auto strength decides per row, so a face batched with strangers gets what it gets alone."""
+    import concurrent.futures as cf
+
+    from faceedit.engine import DynamicBatcher, Editor
+    auto = Editor.load(auto_model, backend="onnxruntime", precision="fp32")
+    faces = auto.sample(24, {"young": 0, "male": 1}, seed=3)
+    edits = [{"young": 1}, {"young": 1, "smiling": 1}, {"black_hair": 1}]
+    expect = [[auto.edit(f, e) for e in edits] for f in faces]
+    with DynamicBatcher(auto, max_batch=16, max_delay_ms=5) as batcher, cf.ThreadPoolExecutor(8) as pool:
+        jobs = {(i, j): pool.submit(lambda i=i, j=j: batcher.submit(faces[i], edits[j]).result(30))
+                for i in range(len(faces)) for j in range(len(edits))}
+        for (i, j), job in jobs.items():
+            np.testing.assert_array_equal(job.result(), expect[i][j], err_msg=f"face {i}, edit {edits[j]}")

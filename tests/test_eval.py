@@ -108,13 +108,18 @@ def test_best_gains_pick_each_attributes_best_net_effect():
     assert best_gains({**{k: v for k, v in res.items() if k != "edit_gains"}, "edit_gain": 1.0}) == {"a": 2.0, "b": 1.0}
 
 
+def val_eval(model, judge, data, out, intensities="1,1.5,2"):
+    """`faceedit eval --split val` through the CLI: (its output, the JSON it wrote)."""
+    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(data), "--split", "val",
+                                 "--judge", str(judge), "--intensities", intensities, "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    return r, json.loads(out.read_text())
+
+
 def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
     from faceedit.train.evaluate import best_gains
     sweep = tmp_path / "sweep.json"
-    r = CliRunner().invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "val",
-                                 "--judge", str(tiny_judge), "--intensities", "1,1.5,2", "--json", str(sweep)])
-    assert r.exit_code == 0, r.output
-    res = json.loads(sweep.read_text())
+    r, res = val_eval(tiny_checkpoint, tiny_judge, synth_data, sweep)
     chosen = res["edit_strength_per_attribute"]["best_gains"]
     assert chosen == best_gains(res) and set(chosen) == set(res["attributes"])
     assert set(chosen.values()) <= {1.0, 2.0, 3.0} and "best net effect per attribute" in r.output
@@ -153,10 +158,7 @@ def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, t
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     sweep = tmp_path / "sweep.json"
-    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(synth_data), "--split", "val",
-                                 "--judge", str(tiny_judge), "--intensities", "1,1.5,2", "--json", str(sweep)])
-    assert r.exit_code == 0, r.output
-    res = json.loads(sweep.read_text())
+    _, res = val_eval(model, tiny_judge, synth_data, sweep)
     rows = res["auto_strength_sweep"]["rows"]
     fixed = res["edit_success"]["intensity_1"]["residual"]["per_attribute"]
     moved = res["edit_disturbance"]["intensity_1"]["per_attribute"]
@@ -187,10 +189,7 @@ def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, t
     from faceedit.engine import Editor
     assert Editor.load(model, backend="onnxruntime").auto_strength
     after = tmp_path / "after.json"
-    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(synth_data), "--split", "val",
-                                 "--judge", str(tiny_judge), "--intensities", "1", "--json", str(after)])
-    assert r.exit_code == 0, r.output
-    res2 = json.loads(after.read_text())
+    _, res2 = val_eval(model, tiny_judge, synth_data, after, intensities="1")
     auto = res2["auto_strength"]
     for a in res["attributes"]:
         at2 = next(row for row in rows[a] if row["top_multiplier"] == 2.0)

@@ -132,6 +132,12 @@ def test_run_cli_pushes_by_default_and_not_with_fixed_strength(auto_model, tmp_p
         r = CliRunner().invoke(app, [*args, *extra, "--out", str(out)])
         assert r.exit_code == 0, r.output
         np.testing.assert_array_equal(read_photo(out).rgb, editor.edit(pushed[0], {"young": 1}))
+        # the user is told when and how hard an edit was pushed
+        assert ("auto strength pushed: Young x" in r.output) == (editor is auto), r.output
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "j.png"), "--json"])
+    report = json.loads(r.output[r.output.index("{"):])
+    (face,) = report["faces"]
+    assert set(face["auto_strength"]) == {"Young"} and face["auto_strength"]["Young"] in multipliers_up_to(3.0)[1:]
 
 
 def test_batcher_callers_get_the_auto_strength_edit_of_their_own_face(auto_model):

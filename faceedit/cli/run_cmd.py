@@ -39,6 +39,7 @@ def _face_dict(f, with_after: bool) -> dict:
     d = {"box": list(f.box), "found": f.how, "attributes": {k: round(v, 5) for k, v in f.before.items()}}
     if with_after:
         d["attributes_after"] = {k: round(v, 5) for k, v in f.after.items()}
+        d["auto_strength"] = dict(f.pushed)  # attribute -> multiplier on its gain, for edits pushed harder
     return d
 
 
@@ -92,6 +93,8 @@ def register(app: typer.Typer):
                 typer.echo(f" face {i} at {f.box} ({f.how}): attribute probability before -> after")
                 for line in _attribute_lines(f.before, f.after, changed):
                     typer.echo(line)
+                if f.pushed:
+                    typer.echo("  auto strength pushed: " + ", ".join(f"{n} x{m:g}" for n, m in f.pushed.items()))
         if as_json:
             typer.echo(json.dumps(report if batch else (report[0] if report else {}), indent=2))
         if failures:

@@ -31,6 +31,7 @@ class EditOutput:
     images: list            # uint8 crops at their own sizes
     before: np.ndarray      # [N, A] attribute probabilities of the inputs
     edited_small: np.ndarray  # [N, 3, S, S] the model-size result (residual or raw), for the attribute head
+    multipliers: np.ndarray | None = None  # [N, A] auto strength's multiplier on each gain (1: rendered once)
 
 
 class Editor:
@@ -137,12 +138,16 @@ class Editor:
         """x [N,3,S,S], target/mask [N,A] user values -> (edited, reconstruction, probabilities), in chunks of
         MAX_BATCH. With auto strength, rows whose residual result the attribute head does not read as asked
         are rendered again, harder (faceedit.strength); each row's result depends on that row alone."""
+        return self.run_edit_with_strength(x, target, mask)[:3]
+
+    def run_edit_with_strength(self, x, target, mask):
+        """run_edit, plus the multipliers [N, A] auto strength ended at."""
         if len(x) > MAX_BATCH:
-            parts = [self.run_edit(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
+            parts = [self.run_edit_with_strength(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
                      for i in range(0, len(x), MAX_BATCH)]
             return tuple(np.concatenate(p) for p in zip(*parts))
         if not (self.auto_strength and pushable(target, mask, self._tops).any()):
-            return self._render(x, target, mask)
+            return (*self._render(x, target, mask), np.ones(target.shape, np.float32))
         out = []
 
         def render(rows, mult):
@@ -152,8 +157,8 @@ class Editor:
             else:
                 out[0][rows] = edited
             return np.clip(x[rows] + edited - recon, -1.0, 1.0)
-        auto_multipliers(render, self.run_attributes, target, mask, self._tops)
-        return tuple(out)
+        mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
+        return (*out, mult)
 
     def _render(self, x, target, mask, multipliers=None):
         """One pass of the model: user values -> decoder inputs at gain x multiplier, edited and reconstructed."""
@@ -208,11 +213,11 @@ class Editor:
         x = tensors.to_tensor(crops, self.size)
         target = np.ascontiguousarray(np.broadcast_to(target, (n, len(self.attribute_names))), np.float32)
         mask = np.ascontiguousarray(np.broadcast_to(mask, target.shape), np.float32)
-        edited, recon, probs = self.run_edit(x, target, mask)
+        edited, recon, probs, mult = self.run_edit_with_strength(x, target, mask)
         outs = [self.finish(c, edited[i], recon[i], raw) for i, c in enumerate(crops)]
         # what the attribute head sees of the result: the model-size residual (or raw) image
         small = edited if raw else np.clip(x + (edited - recon), -1.0, 1.0)
-        return EditOutput(outs, probs, small)
+        return EditOutput(outs, probs, small, mult)
 
     # ---- public API on images ----------------------------------------------------------------------
     def attributes(self, images):

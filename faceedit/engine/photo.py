@@ -22,6 +22,7 @@ class FaceEdit:
     how: str                   # how it was found / framed
     before: dict = field(default_factory=dict)   # attribute probabilities of the input face
     after: dict = field(default_factory=dict)    # attribute head on the edited face
+    pushed: dict = field(default_factory=dict)   # auto strength: attribute -> multiplier on its gain, where > 1
 
 
 @dataclass
@@ -123,6 +124,8 @@ class PhotoEditor:
                 edited, m = finals[k]
                 info.before = dict(zip(names, map(float, res.before[k])))
                 info.after = dict(zip(names, map(float, after[k])))
+                if res.multipliers is not None:
+                    info.pushed = {n: float(m) for n, m in zip(names, res.multipliers[k]) if m > 1}
                 self._paste(rgb, crop, edited, m, place)
                 faces.append(info)
                 k += 1

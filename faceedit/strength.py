@@ -19,9 +19,10 @@ def multipliers_up_to(top: float) -> list[float]:
 
 
 def pushable(values: np.ndarray, mask: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """[N, A] bool: set to a full 'on' or 'off' (v >= 1 or v <= 0: a partial value such as 0.3 is a request
-    for a partial edit and is left alone), on an attribute that has rungs above 1."""
-    return (mask > 0) & ((values >= 1) | (values <= 0)) & (np.asarray(top)[None, :] > 1.0)
+    """[N, A] bool: set to exactly 'on' or 'off' (1 or 0: a partial value such as 0.3 asks for a partial edit,
+    and one beyond, such as 2, is the user's own choice of strength; neither is pushed further), on an
+    attribute that has rungs above 1."""
+    return (mask > 0) & ((values == 1) | (values == 0)) & (np.asarray(top)[None, :] > 1.0)
 
 
 def reads_as_asked(probs: np.ndarray, values: np.ndarray) -> np.ndarray:

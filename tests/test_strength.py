@@ -39,12 +39,13 @@ def test_climbs_until_the_head_agrees_and_keeps_the_top_when_it_never_does():
     assert [c[0] for c in calls[1:]] == [[1, 2, 3], [1, 2], [2]]  # then only the rows still short
 
 
-def test_partial_values_unset_attributes_and_attributes_without_rungs_are_left_alone():
-    render, head, calls = fake_model(needs=[9.0, 9.0, 9.0])
-    values = np.array([[0.3, 0], [1, 0], [1, 0]], np.float32)
-    mask = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
+def test_partial_and_extrapolated_values_unset_attributes_and_attributes_without_rungs_are_left_alone():
+    render, head, calls = fake_model(needs=[9.0, 9.0, 9.0, 9.0])
+    values = np.array([[0.3, 0], [1, 0], [1, 0], [2, 0]], np.float32)
+    mask = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], np.float32)
     mult = auto_multipliers(render, head, values, mask, top=[2.0, 1.0])
-    np.testing.assert_array_equal(mult[:, 0], [1.0, 1.0, 2.0])   # 0.3 asks for a partial edit
+    # 0.3 asks for a partial edit, 2 is the user's own strength: neither is pushed
+    np.testing.assert_array_equal(mult[:, 0], [1.0, 1.0, 2.0, 1.0])
     assert len(calls) == 3  # the first pass, then row 2 alone at 1.5 and at 2
 
 

@@ -72,6 +72,13 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return path
 
 
+def decoder_fingerprint(manifest: dict) -> str:
+    """What identifies the weights an evaluation of a model directory measured: the fp32 decoder's sha256
+    (one export writes every graph, so a new export changes it too). `faceedit eval` records it and
+    `faceedit export-update` checks it."""
+    return manifest["graphs"]["decoder"]["fp32"]["sha256"]
+
+
 def write_manifest(model_dir, manifest: dict) -> Path:
     """Write manifest.json atomically (temp file in the same folder, fsync, rename): a reader sees the
     old manifest or the new one, never half of one."""

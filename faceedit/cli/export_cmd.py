@@ -163,13 +163,14 @@ def register(app: typer.Typer):
         if auto_strength_from is None and eval_json is None:
             raise UserError("nothing to update: give --auto-strength-from and/or --eval-json")
         try:
-            from faceedit.export.update import UpdateError, update_model
+            from faceedit.export.update import update_model
         except ImportError as e:  # the export package needs the [train] extra
             raise UserError(f"export-update needs the export stage's packages ({e.name} missing): "
                             "pip install 'faceedit[train]'") from None
+        from faceedit.export import ExportError
         from faceedit.manifest import ManifestError
         try:
             update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo)
-        except (UpdateError, ManifestError) as e:
+        except (ExportError, ManifestError) as e:
             raise UserError(str(e)) from None
         typer.echo(f"updated {model / 'manifest.json'}")

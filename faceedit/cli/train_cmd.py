@@ -184,7 +184,7 @@ def register(app: typer.Typer):
             if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
                 res["checkpoint_sha256"] = sha256_file(model)
             else:  # and `export-update` that it gets the model directory measured
-                from faceedit.export.update import decoder_fingerprint
+                from faceedit.manifest import decoder_fingerprint  # torch-free: eval of a directory needs no torch
                 res["model_decoder_sha256"] = decoder_fingerprint(under_test.manifest)
             write_json(res, json_out)
             console.print(f"wrote {json_out}")

@@ -48,7 +48,8 @@ def attribute_table(attributes: list[str], data_dir: Path | None) -> tuple[list[
     return rows, source
 
 
-def _read_eval(path) -> dict:
+def load_eval_json(path) -> dict:
+    """An eval JSON file as a dict; ExportError with a one-line message when it cannot be read."""
     p = Path(path)
     try:
         obj = json.loads(p.read_text())
@@ -58,6 +59,13 @@ def _read_eval(path) -> dict:
         raise ExportError(f"cannot read eval JSON {p}: {str(e).splitlines()[0]}") from None
     if not isinstance(obj, dict):
         raise ExportError(f"eval JSON {p} is not an object")
+    return obj
+
+
+def _read_eval(path) -> dict:
+    """The manifest's "eval" entry: the summary of a `faceedit eval` JSON (or a summary given directly)."""
+    p = Path(path)
+    obj = load_eval_json(p)
     if "edit_success" in obj:  # a full `faceedit eval` result: keep its summary
         from faceedit.train.evaluate import summary
         try:

@@ -3,32 +3,21 @@ on a validation sweep of that very directory, and the summary of an evaluation o
 changes (written atomically); the graphs and their hashes stay as exported."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from faceedit.attributes import edit_gains
-from faceedit.manifest import load_manifest, write_manifest
+from faceedit.export import ExportError, _read_eval, load_eval_json
+from faceedit.manifest import decoder_fingerprint, load_manifest, write_manifest
 from faceedit.strength import top_multipliers
 
 
-class UpdateError(ValueError):
+class UpdateError(ExportError):
     """A request that would make the manifest describe something that was not measured."""
 
 
-def decoder_fingerprint(manifest: dict) -> str:
-    """What identifies the weights an evaluation of a model directory measured: the fp32 decoder's sha256
-    (the encoder and attribute head share the export, so a new export changes it too)."""
-    return manifest["graphs"]["decoder"]["fp32"]["sha256"]
-
-
 def _read(path: Path, flag: str) -> dict:
-    try:
-        obj = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UpdateError(f"{flag}: {path} not found") from None
-    except (OSError, ValueError) as e:
-        raise UpdateError(f"{flag}: cannot read {path} ({str(e).splitlines()[0]})") from None
-    if not isinstance(obj, dict) or "edit_success" not in obj or "attributes" not in obj:
+    obj = load_eval_json(path)
+    if "edit_success" not in obj or "attributes" not in obj:
         raise UpdateError(f"{flag}: {path} is not a `faceedit eval` JSON")
     return obj
 
@@ -48,7 +37,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (evaluate.best_tops). eval_json: a `faceedit eval` of this directory with its
     current settings, whose summary becomes the manifest's "eval"."""
-    from faceedit.train.evaluate import best_tops, summary
+    from faceedit.train.evaluate import best_tops
     model_dir = Path(model_dir)
     manifest = load_manifest(model_dir)
     names = [a["name"] for a in manifest["attributes"]]
@@ -80,7 +69,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         if {a: float(measured.get(a, 1.0)) for a in names} != tops:
             raise UpdateError(f"--eval-json: {eval_json} measured other auto strength settings than this manifest's; "
                               "re-run the evaluation on the updated directory")
-        manifest["eval"] = {**summary(result), "source": Path(eval_json).name}
+        manifest["eval"] = _read_eval(eval_json)
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "
             f"{manifest['eval']['edit_success_mean13']:.1%}")
     write_manifest(model_dir, manifest)

@@ -218,7 +218,9 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 reached = np.ones(len(x), np.float32)
             for t, acc in [(float(tops[k]), auto)] + [(t, swept[t]) for t in sweep_tops]:
                 m = np.minimum(reached, t)
-                verdict = np.stack([render_at(float(mi))[2][i] for i, mi in enumerate(m)])
+                verdict = np.empty_like(render_at(1.0)[2])
+                for mi in np.unique(m):  # each face's verdict from the rung it ended at
+                    verdict[m == mi] = render_at(float(mi))[2][m == mi]
                 hit, moved = scored(verdict)
                 acc["success"][k] += hit.sum()
                 acc["disturbed"][k] += moved

@@ -205,3 +205,21 @@ def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, t
     r = update("--eval-json", str(after))
     assert r.exit_code == 0, r.output
     assert json.loads((model / "manifest.json").read_text())["eval"]["edit_success_mean13"] == auto["edit_success"]["mean_standard13"]
+
+
+def test_eval_of_a_model_directory_runs_without_torch(synth_data, tmp_path):
+    """The shipped model and its judge.onnx, scored with torch unimportable: JSON written, directory named."""
+    import subprocess
+    import sys
+    out = tmp_path / "eval.json"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from faceedit.cli.main import app\n"
+            f"sys.argv = ['faceedit', 'eval', '--data', {str(synth_data)!r}, '--split', 'val', '--limit', '8',"
+            f" '--intensities', '1', '--json', {str(out)!r}]\n"
+            "app()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    res = json.loads(out.read_text())
+    from faceedit.manifest import decoder_fingerprint, load_manifest
+    from faceedit.models import DEFAULT_MODEL
+    assert res["faces"] == 8 and res["model_decoder_sha256"] == decoder_fingerprint(load_manifest(DEFAULT_MODEL, verify=False))

@@ -45,11 +45,12 @@ def fgsm_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float)
 
 
 def train_guide(data, out, attributes=DEFAULT_ATTRIBUTES, image_size=64, steps=1000, batch_size=64, lr=1e-3,
-                eps=8 / 255, seed=2, log=print) -> Path:
-    """eps is in units of the [-1, 1] image range (8/255 there = 4/255 of the usual [0, 1])."""
+                eps=8 / 255, seed=2, width=48, log=print) -> Path:
+    """eps is in units of the [-1, 1] image range (8/255 there = 4/255 of the usual [0, 1]); eps 0 trains a plain
+    classifier of the same architecture (no adversarial half), e.g. a verifier the generator never met."""
     torch.manual_seed(seed)
     names, labels, images, train, val = classifier_data(data, attributes, image_size)
-    model = build_guide(len(names), image_size).to(memory_format=torch.channels_last)
+    model = build_guide(len(names), image_size, width).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
@@ -62,9 +63,10 @@ def train_guide(data, out, attributes=DEFAULT_ATTRIBUTES, image_size=64, steps=1
         j = np.sort(order[i * batch_size:(i + 1) * batch_size])
         flip = torch.rand(len(j), generator=g).numpy() < 0.5
         x, y = augment(to_tensor(images[j], flip)), torch.from_numpy(labels[j])
-        x_adv = fgsm_example(model, x, y, eps)
+        if eps > 0:
+            x, y = torch.cat([x, fgsm_example(model, x, y, eps)]), torch.cat([y, y])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.binary_cross_entropy_with_logits(model(torch.cat([x, x_adv])).float(), torch.cat([y, y]))
+            loss = F.binary_cross_entropy_with_logits(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

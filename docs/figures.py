@@ -15,6 +15,7 @@ import numpy as np
 
 from faceedit.engine import Editor, PhotoEditor
 from faceedit.engine.imageio import read_photo, write_photo
+from faceedit.implied import apply_implied
 
 ROOT = Path(__file__).resolve().parent.parent
 # each panel sets one of these to the opposite of what the model infers for her (a value she already has
@@ -56,6 +57,8 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
         i = ed.attribute_names.index(name)
         y = base.copy()
         y[:, i] = ed.decoder_values(1 - base)[:, i]
+        asked = (np.arange(len(ed.attribute_names)) == i).astype(np.float32)[None].repeat(rows, 0)
+        y, _ = apply_implied(ed.model.implied, y, asked, 1 - base, asked)  # as the editor does (a mustache: a man's)
         cols.append((name.lower()[:10] + ("=0" if base[0, i] else "=1"), y))
     s = ed.size * scale
     tiles = [[cv2.resize(tensors.to_uint8(img), (s, s), interpolation=cv2.INTER_NEAREST)

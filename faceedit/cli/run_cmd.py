@@ -16,9 +16,9 @@ BACKEND_HELP = "auto, onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tenso
 PRECISION_HELP = "auto (the backend's reference: fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it."
 
 
-def _load(model, backend, precision, auto_strength=True):
+def _load(model, backend, precision, auto_strength=True, implied=True):
     from faceedit.engine import Editor
-    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength)
+    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength, implied=implied)
     typer.echo(f"model {editor.model.path} | backend {editor.selection} | {editor.describe()}", err=True)
     return editor
 
@@ -40,6 +40,7 @@ def _face_dict(f, with_after: bool) -> dict:
     if with_after:
         d["attributes_after"] = {k: round(v, 5) for k, v in f.after.items()}
         d["auto_strength"] = dict(f.pushed)  # attribute -> multiplier on its gain, for edits pushed harder
+        d["implied"] = dict(f.implied)       # attribute -> value the edit set because a set attribute implies it
     return d
 
 
@@ -56,6 +57,7 @@ def register(app: typer.Typer):
             face: str = typer.Option("largest", "--face", help="Which faces to edit: largest, all, or a number (0 = leftmost)."),
             raw: bool = typer.Option(False, "--raw", help="Paste the decoder's raw output (colour-matched) instead of the residual edit that keeps the photo's detail."),
             fixed_strength: bool = typer.Option(False, "--fixed-strength", help="Render every edit at its attribute's gain: no auto strength (which pushes an edit harder where the model does not see it land)."),
+            literal: bool = typer.Option(False, "--literal", help="Change only the attributes named: no implied attributes (e.g. mustache=1 also sets male=1, no_beard=0, as every training face with a mustache has them)."),
             detector_model: Optional[Path] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx (OpenCV zoo) instead of Haar cascades."),
             max_pixels: float = typer.Option(50.0, "--max-pixels", help="Refuse images over this many megapixels (decompression bombs)."),
             as_json: bool = typer.Option(False, "--json", help="Print the attributes before/after as JSON.")):
@@ -68,7 +70,7 @@ def register(app: typer.Typer):
         which = parse_face_choice(face)
         inputs, batch = files.collect_inputs(image)
         jobs = files.plan_outputs(inputs, out, batch)
-        editor = _load(model, backend, precision, auto_strength=not fixed_strength)
+        editor = _load(model, backend, precision, auto_strength=not fixed_strength, implied=not literal)
         _, mask = editor.change_vectors(changes)
         changed = {n for n, m in zip(editor.attribute_names, mask) if m}
         for name, rate, split in editor.model.weak_edits(sorted(changed)):
@@ -95,6 +97,8 @@ def register(app: typer.Typer):
                     typer.echo(line)
                 if f.pushed:
                     typer.echo("  auto strength pushed: " + ", ".join(f"{n} x{m:g}" for n, m in f.pushed.items()))
+                if f.implied:
+                    typer.echo("  implied (--literal to leave alone): " + ", ".join(f"{n}={v}" for n, v in f.implied.items()))
         if as_json:
             typer.echo(json.dumps(report if batch else (report[0] if report else {}), indent=2))
         if failures:
@@ -110,7 +114,8 @@ def register(app: typer.Typer):
               precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
               aligned: bool = typer.Option(False, "--aligned", help="Inputs are already aligned faces: no detection."),
               face: str = typer.Option("largest", "--face", help="largest, all, or a number (0 = leftmost)."),
-              detector_model: Optional[Path] = typer.Option(None, "--detector-model", help="YuNet .onnx instead of Haar."),
+              literal: bool = typer.Option(False, "--literal", help="Change only the attributes named: no implied attributes (e.g. mustache=1 also sets male=1, no_beard=0, as every training face with a mustache has them)."),
+            detector_model: Optional[Path] = typer.Option(None, "--detector-model", help="YuNet .onnx instead of Haar."),
               max_pixels: float = typer.Option(50.0, "--max-pixels", help="Refuse images over this many megapixels.")):
         """Infer the attributes of the faces in photos."""
         from faceedit.engine import files

@@ -158,6 +158,11 @@ def register(app: typer.Typer):
             console.print(f"auto strength (the default edit): success {auto['edit_success']['mean_standard13']:.1%}, "
                           f"disturbance {auto['edit_disturbance']['mean_standard13']:.1%} (fixed strength: "
                           f"{e1['residual']['mean_standard13']:.1%}, {d1['mean_standard13']:.1%})")
+        if res["implied"]["rules"]:
+            free = (auto["edit_disturbance_excluding_implied"] if has_auto
+                    else res["edit_disturbance_excluding_implied"]["intensity_1"])
+            console.print(f"implied attributes ({', '.join(res['implied']['rules'])}): disturbance of the attributes an "
+                          f"edit did not set itself {free['mean_standard13']:.1%}")
         console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
         rows = strength_table(res)
         if len(rows) > 1:

@@ -7,7 +7,10 @@
 Images are aligned face crops, uint8 HxWx3 RGB, any size (resized to the model's); one image, a list or an
 NxHxWx3 array, and results come back in the same form. Every method is safe to call from many threads.
 Edits use the model's auto strength where its manifest has one (faceedit.strength: an edit the attribute
-head does not see land is pushed harder); Editor.load(auto_strength=False) keeps every edit at its gain."""
+head does not see land is pushed harder); Editor.load(auto_strength=False) keeps every edit at its gain.
+Where the manifest has implied attributes (faceedit.implied), an attribute set fully on or off also sets what
+every training face with that value has (a mustache: male, with facial hair); Editor.load(implied=False)
+edits only the attributes named."""
 from __future__ import annotations
 
 import threading
@@ -20,6 +23,7 @@ from faceedit.engine import tensors
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
 from faceedit.engine.model import ModelInfo
+from faceedit.implied import apply_implied, implied_changes
 from faceedit.strength import auto_multipliers, pushable
 
 VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
@@ -32,10 +36,12 @@ class EditOutput:
     before: np.ndarray      # [N, A] attribute probabilities of the inputs
     edited_small: np.ndarray  # [N, 3, S, S] the model-size result (residual or raw), for the attribute head
     multipliers: np.ndarray | None = None  # [N, A] auto strength's multiplier on each gain (1: rendered once)
+    implied: np.ndarray | None = None      # [N, A] bool: attributes the edit set by an implied rule, where the face read otherwise
 
 
 class Editor:
-    def __init__(self, model: ModelInfo, backend, precision: str, selection: str = "", auto_strength: bool = True):
+    def __init__(self, model: ModelInfo, backend, precision: str, selection: str = "", auto_strength: bool = True,
+                 implied: bool = True):
         self.model = model
         self.backend = backend
         self.precision = precision
@@ -49,22 +55,25 @@ class Editor:
         self._gains = np.asarray(model.edit_gains, np.float32)  # decoder_values runs on every edit
         self._tops = np.asarray(model.edit_tops or [1.0] * len(self.attribute_names), np.float32)
         self.auto_strength = auto_strength and bool((self._tops > 1).any())
+        self._implied = model.implied if implied else None
+        self.implied = self._implied is not None
 
     # ---- loading -----------------------------------------------------------------------------------
     @classmethod
     def load(cls, model=None, backend: str = "auto", precision: str = "auto", threads: int = 0,
-             verify: bool = True, cache: bool = True, auto_strength: bool = True) -> "Editor":
+             verify: bool = True, cache: bool = True, auto_strength: bool = True, implied: bool = True) -> "Editor":
         """model: a model directory, a model name, or None for the shipped default. backend: auto or a name
         from faceedit.engine.backends.NAMES. precision: auto (the fastest variant the export accepted within
         its accuracy budget for that backend: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32), or
         fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it. auto_strength: False renders
-        every edit at its attribute's gain even where the model has auto strength."""
+        every edit at its attribute's gain even where the model has auto strength. implied: False sets only the
+        attributes named, even where the model has implied rules."""
         info = model if isinstance(model, ModelInfo) else ModelInfo.load(model, verify=verify)
         name = canonical_name(backend)
         if name != "auto":
             b = cls._make(name, threads, cache)
             p = b.auto_precision(info) if precision == "auto" else precision
-            ed = cls(info, b, p, f"{b.name} (requested), {p}", auto_strength)
+            ed = cls(info, b, p, f"{b.name} (requested), {p}", auto_strength, implied)
             ed._probe()
             return ed
         skipped = []
@@ -74,7 +83,7 @@ class Editor:
                 p = b.auto_precision(info) if precision == "auto" else precision
                 if not b.has(info, "attributes", p):
                     raise BackendUnavailable(f"no {p} graphs for it in this model")
-                ed = cls(info, b, p, "", auto_strength)
+                ed = cls(info, b, p, "", auto_strength, implied)
                 ed._probe()
             except Exception as e:  # not installed, no device, or fails on this model: try the next one
                 skipped.append(f"{cand}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
@@ -108,7 +117,7 @@ class Editor:
 
     def describe(self) -> str:
         return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
-                + (", auto strength" if self.auto_strength else ""))
+                + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else ""))
 
     # ---- attribute vectors -------------------------------------------------------------------------
     def change_vectors(self, changes: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +170,9 @@ class Editor:
         return (*out, mult)
 
     def _render(self, x, target, mask, multipliers=None):
-        """One pass of the model: user values -> decoder inputs at gain x multiplier, edited and reconstructed."""
-        target = self.decoder_values(target, multipliers)
+        """One pass of the model: user values -> decoder inputs at gain x multiplier (plus the implied
+        attributes, at plain 0/1), edited and reconstructed."""
+        target, mask = apply_implied(self._implied, self.decoder_values(target, multipliers), mask, target, mask)
         if self.fused:
             return tuple(self._graph("editor").run({"image": x, "target": target, "mask": mask}))
         # no fused graph at this precision (int8 has none): the same maths from the three graphs
@@ -217,7 +227,7 @@ class Editor:
         outs = [self.finish(c, edited[i], recon[i], raw) for i, c in enumerate(crops)]
         # what the attribute head sees of the result: the model-size residual (or raw) image
         small = edited if raw else np.clip(x + (edited - recon), -1.0, 1.0)
-        return EditOutput(outs, probs, small, mult)
+        return EditOutput(outs, probs, small, mult, implied_changes(self._implied, target, mask, probs))
 
     # ---- public API on images ----------------------------------------------------------------------
     def attributes(self, images):
@@ -248,6 +258,7 @@ class Editor:
             raise EngineError(f"count must be at least 1, got {n}")
         target, mask = self.change_vectors(attributes)
         attrs = np.where(mask > 0, self.decoder_values(target), np.asarray(self.model.defaults, np.float32)).astype(np.float32)
+        attrs = apply_implied(self._implied, attrs[None], mask[None], target[None], mask[None])[0][0]  # a mustache: on a man
         z = self.draw_latents(n, seed)
         images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
         return np.stack([tensors.to_uint8(t) for t in images])

@@ -8,6 +8,7 @@ from pathlib import Path
 from faceedit.attributes import edit_gains
 from faceedit.engine.errors import ModelError
 from faceedit.manifest import load_manifest
+from faceedit.implied import rule_table
 from faceedit.strength import top_multipliers
 
 
@@ -51,6 +52,7 @@ class ModelInfo:
     edit_gains: list = field(default_factory=list)  # per attribute: a set value v enters the decoder as
                                                      # 0.5 + gain * (v - 0.5); see manifest "edit_strength"
     edit_tops: list = field(default_factory=list)  # per attribute: auto strength's top multiplier (1 = off)
+    implied: object = None  # faceedit.implied.rule_table of the manifest's "implied" rules, or None
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
 
     @classmethod
@@ -64,6 +66,7 @@ class ModelInfo:
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
                        edit_gains=edit_gains(m.get("edit_strength"), names),
                        edit_tops=top_multipliers(m.get("edit_strength"), names),
+                       implied=rule_table(m.get("implied"), names),
                        latent_prior=(m.get("latent_prior") or {}).get("path"),
                        eval_summary=dict(m.get("eval") or {}))
         except (KeyError, TypeError, ValueError) as e:

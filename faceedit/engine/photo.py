@@ -23,6 +23,7 @@ class FaceEdit:
     before: dict = field(default_factory=dict)   # attribute probabilities of the input face
     after: dict = field(default_factory=dict)    # attribute head on the edited face
     pushed: dict = field(default_factory=dict)   # auto strength: attribute -> multiplier on its gain, where > 1
+    implied: dict = field(default_factory=dict)  # implied attributes the edit changed: attribute -> 0 or 1
 
 
 @dataclass
@@ -126,6 +127,8 @@ class PhotoEditor:
                 info.after = dict(zip(names, map(float, after[k])))
                 if res.multipliers is not None:
                     info.pushed = {n: float(m) for n, m in zip(names, res.multipliers[k]) if m > 1}
+                if res.implied is not None:
+                    info.implied = {n: int(res.before[k][i] <= 0.5) for i, n in enumerate(names) if res.implied[k][i]}
                 self._paste(rgb, crop, edited, m, place)
                 faces.append(info)
                 k += 1

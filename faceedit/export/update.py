@@ -1,5 +1,6 @@
-"""Change what an exported model's manifest says about editing, without re-exporting: auto strength chosen
-on a validation sweep of that very directory, and the summary of an evaluation of it. Only manifest.json
+"""Change what an exported model's manifest says about editing, without re-exporting: implied attributes (rules
+from the train labels), auto strength chosen on a validation sweep of that very directory, and the summary of
+an evaluation of it. Only manifest.json
 changes (written atomically); the graphs and their hashes stay as exported."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from faceedit.attributes import edit_gains
 from faceedit.export import ExportError, _read_eval, load_eval_json
 from faceedit.manifest import decoder_fingerprint, load_manifest, write_manifest
+from faceedit.implied import MIN_SHARE, derive_rules, rule_table
 from faceedit.strength import top_multipliers
 
 
@@ -30,17 +32,53 @@ def _same_model(result: dict, manifest: dict, path, flag: str, what: str):
     gains = dict(zip(names, edit_gains(manifest.get("edit_strength"), names)))
     if {a: float(g) for a, g in (result.get("edit_gains") or {}).items()} != gains:
         raise UpdateError(f"{flag}: {path} measured other edit gains than this manifest's; {what}")
+    if ((result.get("implied") or {}).get("rules") or {}) != ((manifest.get("implied") or {}).get("rules") or {}):
+        raise UpdateError(f"{flag}: {path} measured other implied attributes than this manifest's; {what}")
 
 
-def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print) -> dict:
+def implied_rules(data, names, attributes) -> tuple[dict, int]:
+    """Rules for the given attributes from the train split's labels of a CelebA-layout dataset."""
+    from faceedit.train.data import load_celeba
+    unknown = [a for a in attributes if a not in names]
+    if unknown:
+        raise UpdateError(f"--implied-for: {', '.join(unknown)} not among this model's attributes ({', '.join(names)})")
+    ds = load_celeba(data)
+    cols, labels = ds.select(names)
+    train = labels[ds.split_indices("train")]
+    rules = derive_rules(train, cols, attributes)
+    bare = [a for a in attributes if not any(k.startswith(f"{a}=") for k in rules)]
+    if bare:
+        raise UpdateError(f"--implied-for: no value of {', '.join(bare)} implies another attribute on "
+                          f">= {MIN_SHARE:.0%} of the {len(train)} training faces")
+    return rules, len(train)
+
+
+def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
+                 implied_for=None, implied_data=None, implied_note: str = "") -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (evaluate.best_tops). eval_json: a `faceedit eval` of this directory with its
-    current settings, whose summary becomes the manifest's "eval"."""
+    current settings, whose summary becomes the manifest's "eval". implied_for: attributes whose edits get
+    implied rules from implied_data's train labels ([] removes them); applied first, so a sweep or an eval
+    given with it must have measured the new rules."""
     from faceedit.train.evaluate import best_tops
     model_dir = Path(model_dir)
     manifest = load_manifest(model_dir)
     names = [a["name"] for a in manifest["attributes"]]
+    if implied_for is not None:
+        if implied_for:
+            rules, n_train = implied_rules(implied_data, names, list(implied_for))
+            manifest["implied"] = {
+                "rules": rules, "min_share": MIN_SHARE,
+                "source": f"train-split labels of {Path(implied_data).name} ({n_train} faces)",
+                "chosen": implied_note or f"for {', '.join(implied_for)}",
+                "meaning": "an attribute set fully on or off also sets, where the user left them alone, the attributes "
+                           "that >= min_share of the training faces with that value have (faceedit.implied)"}
+            rule_table(manifest["implied"], names)  # the engine's own check
+            log("implied: " + "; ".join(f"{k} -> " + ", ".join(f"{b}={w}" for b, w in v.items()) for k, v in rules.items()))
+        else:
+            manifest.pop("implied", None)
+            log("implied attributes: removed")
     if auto_strength_from is not None:
         sweep = _read(auto_strength_from, "--auto-strength-from")
         if sweep.get("split") == "test":

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faceedit.attributes import STANDARD_13, decoder_value, edit_gains
+from faceedit.implied import apply_implied, implied_changes, rule_table
 from faceedit.strength import auto_multipliers, multipliers_up_to, top_multipliers
 from faceedit.train.data import ImageCache, load_celeba
 
@@ -31,6 +32,7 @@ class TorchModel:
         self.image_size = state["model_config"]["image_size"]
         self.edit_gains = [1.0] * len(self.attributes)  # a checkpoint has none of its own: the caller may set some
         self.edit_tops = [1.0] * len(self.attributes)   # nor auto strength
+        self.implied = None                               # nor implied attributes
 
     def _run(self, fn, *arrays):
         with self.torch.no_grad():
@@ -58,6 +60,7 @@ class OnnxModel:
         self.image_size = self.manifest["image_size"]
         self.edit_gains = edit_gains(self.manifest.get("edit_strength"), self.attributes)
         self.edit_tops = top_multipliers(self.manifest.get("edit_strength"), self.attributes)
+        self.implied = rule_table(self.manifest.get("implied"), self.attributes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         graphs = self.manifest["graphs"]
@@ -138,7 +141,9 @@ def ssim(a, b):
 def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0), limit=0, log=print) -> dict:
     """Scores fixed-strength edits at each intensity and, where the model has auto strength
     (model.edit_tops), the product's default edit at value 1. With intensities above 1 it also sweeps auto
-    strength: every top multiplier up to 2 x max(intensities) - 1, for every attribute."""
+    strength: every top multiplier up to 2 x max(intensities) - 1, for every attribute. Edits set the model's
+    implied attributes (faceedit.implied) as the engine does; disturbance is reported over every other
+    attribute and, separately, over those the edit did not set itself."""
     ds = load_celeba(data)
     names, labels = ds.select(model.attributes)
     idx = ds.split_indices(split)
@@ -154,10 +159,13 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     # success[intensity][mode][k]: counts; disturbed[k]: other attributes the judge saw change
     success = {i: {"residual": np.zeros(n_attr), "raw": np.zeros(n_attr)} for i in intensities}
     disturbed = {i: np.zeros(n_attr) for i in intensities}
+    disturbed_free = {i: np.zeros(n_attr) for i in intensities}  # over the other attributes the edit did not set
+    implied_set = np.zeros(n_attr)                                # faces where a rule changed some attribute
     # auto strength: the model's own tops (the product default), and a sweep of tops when intensities > 1
     tops = np.asarray(model.edit_tops, np.float32)
     sweep_tops = multipliers_up_to(2 * max(intensities) - 1) if max(intensities) > 1 else [1.0]
-    auto = {"success": np.zeros(n_attr), "disturbed": np.zeros(n_attr), "multiplier": np.zeros(n_attr)}
+    auto = {"success": np.zeros(n_attr), "disturbed": np.zeros(n_attr), "disturbed_free": np.zeros(n_attr),
+            "multiplier": np.zeros(n_attr)}
     swept = {t: {"success": np.zeros(n_attr), "disturbed": np.zeros(n_attr)} for t in sweep_tops}
     for s in range(0, len(idx), batch):
         j = idx[s:s + batch]
@@ -178,6 +186,11 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         for k in range(n_attr):
             flip_to = 1.0 - y_src[:, k].astype(np.float32)
             rungs = {}
+            # the user's request (attribute k fully on or off) and what the implied rules add to it
+            asked, asked_mask = np.zeros((len(x), n_attr), np.float32), np.zeros((len(x), n_attr), np.float32)
+            asked[:, k], asked_mask[:, k] = flip_to, 1.0
+            set_by_rule = implied_changes(model.implied, asked, asked_mask, probs)
+            implied_set[k] += set_by_rule.any(1).sum()
 
             def render_at(m, k=k, flip_to=flip_to, rungs=rungs):
                 """Every face with attribute k flipped at multiplier m on its gain (intensity (m + 1) / 2:
@@ -185,22 +198,27 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 if m not in rungs:
                     target = y_src.astype(np.float32)
                     target[:, k] = decoder_value(0.5 + m * (flip_to - 0.5), model.edit_gains[k])
+                    target, _ = apply_implied(model.implied, target, asked_mask, asked, asked_mask)
                     edited = model.decode(z, target)
                     residual = np.clip(x + edited - rec, -1, 1)
                     rungs[m] = (edited, residual, judge(residual) > 0.5)
                 return rungs[m]
 
-            def scored(verdict, k=k, flip_to=flip_to):
-                """(hits [n] bool, summed share of the other attributes whose judge verdict changed)"""
+            def scored(verdict, k=k, flip_to=flip_to, set_by_rule=set_by_rule):
+                """(hits [n] bool, summed share of the other attributes whose judge verdict changed, the same
+                over the other attributes the edit did not set by an implied rule)"""
                 o = others_of(k)
-                return verdict[:, k] == (flip_to > 0.5), (verdict[:, o] != judge_real[:, o]).mean(1).sum()
+                moved, free = verdict[:, o] != judge_real[:, o], ~set_by_rule[:, o]
+                return (verdict[:, k] == (flip_to > 0.5), moved.mean(1).sum(),
+                        ((moved & free).sum(1) / free.sum(1)).sum())
 
             for inten in intensities:
                 edited, residual, verdict = render_at(2 * inten - 1)
                 success[inten]["raw"][k] += ((judge(edited) > 0.5)[:, k] == (flip_to > 0.5)).sum()
-                hit, moved = scored(verdict)
+                hit, moved, moved_free = scored(verdict)
                 success[inten]["residual"][k] += hit.sum()
                 disturbed[inten][k] += moved
+                disturbed_free[inten][k] += moved_free
                 if inten == 1.0:
                     adds[k] += (flip_to > 0.5).sum()
                     add_hits[k] += (hit & (flip_to > 0.5)).sum()
@@ -221,11 +239,12 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 verdict = np.empty_like(render_at(1.0)[2])
                 for mi in np.unique(m):  # each face's verdict from the rung it ended at
                     verdict[m == mi] = render_at(float(mi))[2][m == mi]
-                hit, moved = scored(verdict)
+                hit, moved, moved_free = scored(verdict)
                 acc["success"][k] += hit.sum()
                 acc["disturbed"][k] += moved
                 if acc is auto:
                     acc["multiplier"][k] += m.sum()
+                    acc["disturbed_free"][k] += moved_free
         log(f"evaluated {min(s + batch, len(idx))}/{len(idx)} faces")
     n = len(idx)
     std = [i for i, a in enumerate(names) if a in STANDARD_13]
@@ -255,6 +274,14 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
             for inten, modes in success.items()},
         "edit_disturbance": {f"intensity_{inten:g}": {"per_attribute": table(v), **means(v)} for inten, v in disturbed.items()}
         | {"meaning": "residual edits: mean fraction of the other attributes whose judge decision changed"},
+        "edit_disturbance_excluding_implied": {
+            f"intensity_{inten:g}": {"per_attribute": table(v), **means(v)} for inten, v in disturbed_free.items()}
+        | {"meaning": "as edit_disturbance, over the other attributes the edit did not set by an implied rule"},
+        "implied": {
+            "rules": (model.manifest.get("implied") or {}).get("rules", {}) if model.implied is not None else {},
+            "faces_changed": table(implied_set),
+            "meaning": "attributes an edit also sets (faceedit.implied); faces_changed: share of faces where a rule "
+                       "changed an attribute the face read otherwise"},
         "auto_strength": {
             "meaning": ("the product's default edit at value 1: residual, pushed up to top_multiplier x the gain "
                         "while the model's own attribute head does not read the result as asked (faceedit.strength); "
@@ -262,6 +289,8 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
             "top_multiplier": {a: float(tops[i]) for i, a in enumerate(names)},
             "edit_success": {"per_attribute": table(auto["success"]), **means(auto["success"])},
             "edit_disturbance": {"per_attribute": table(auto["disturbed"]), **means(auto["disturbed"])},
+            "edit_disturbance_excluding_implied": {"per_attribute": table(auto["disturbed_free"]),
+                                                   **means(auto["disturbed_free"])},
             "mean_multiplier": table(auto["multiplier"])},
         "reconstruction": {"psnr_db": round(float(np.concatenate(psnrs).mean()), 3),
                            "ssim": round(float(np.concatenate(ssims).mean()), 4)},
@@ -341,6 +370,11 @@ def summary(result: dict) -> dict:
     on = any(t > 1 for t in (auto.get("top_multiplier") or {}).values())
     es = auto["edit_success"] if on else fixed
     disturbance = auto["edit_disturbance"] if on else result["edit_disturbance"]["intensity_1"]
+    # JSON written before implied attributes existed lacks this block: nothing was implied, so it equals disturbance
+    if on:
+        free = auto.get("edit_disturbance_excluding_implied", disturbance)
+    else:
+        free = (result.get("edit_disturbance_excluding_implied") or {}).get("intensity_1", disturbance)
     return {"split": result["split"], "faces": result["faces"],
             "attribute_accuracy_mean13": result["attribute_accuracy"]["mean_standard13"],
             "edit_success_mean13": es["mean_standard13"],
@@ -348,6 +382,8 @@ def summary(result: dict) -> dict:
             "edit_success_raw_mean13": result["edit_success"]["intensity_1"]["raw"]["mean_standard13"],
             "psnr_db": result["reconstruction"]["psnr_db"], "ssim": result["reconstruction"]["ssim"],
             "edit_disturbance_mean13": disturbance["mean_standard13"],
+            "edit_disturbance_excluding_implied_mean13": free["mean_standard13"],
+            "implied_rules": sorted((result.get("implied") or {}).get("rules") or {}),
             "edit_gains": result_gains(result),
             "auto_strength_tops": {a: t for a, t in (auto.get("top_multiplier") or {}).items() if t > 1},
             # per attribute, so the runtime can warn before an edit that rarely lands

@@ -178,3 +178,16 @@ def test_export_update_writes_rules_and_eval_scores_edits_with_them(tiny_model_d
     assert json.loads((model / "manifest.json").read_text())["eval"]["implied_rules"] == ["Male=0", "Mustache=1"]
     r = update("--implied-for", "")
     assert r.exit_code == 0 and "implied" not in json.loads((model / "manifest.json").read_text())
+
+
+def test_a_malformed_implied_entry_is_refused_in_one_line(implied_model, tmp_path):
+    from faceedit.engine import Editor
+    from faceedit.engine.errors import ModelError
+    d = tmp_path / "model"
+    shutil.copytree(implied_model, d)
+    m = json.loads((d / "manifest.json").read_text())
+    for bad in ({"rules": {"Mustache=1": {"Male": 7}}}, {"rules": ["Mustache=1"]}, {"rules": {"Beard=1": {"Male": 1}}}):
+        (d / "manifest.json").write_text(json.dumps({**m, "implied": bad}))
+        with pytest.raises(ModelError, match="implied") as e:
+            Editor.load(d, backend="onnxruntime")
+        assert "\n" not in str(e.value)

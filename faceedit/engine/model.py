@@ -66,11 +66,14 @@ class ModelInfo:
                        attribute_names=names, defaults=defaults, crop=dict(m["crop"]), graphs=m["graphs"],
                        edit_gains=edit_gains(m.get("edit_strength"), names),
                        edit_tops=top_multipliers(m.get("edit_strength"), names),
-                       implied=rule_table(m.get("implied"), names),
                        latent_prior=(m.get("latent_prior") or {}).get("path"),
                        eval_summary=dict(m.get("eval") or {}))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{path}/manifest.json lacks a required field ({e}): the model directory is damaged") from None
+        try:
+            info.implied = rule_table(m.get("implied"), names)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}/manifest.json: bad \"implied\" entry: {e}") from None
         if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":
             raise ModelError(f"{path}: unsupported layout {m.get('layout')}/{m.get('channel_order')} (expected NCHW RGB)")
         return info

@@ -90,6 +90,26 @@ def register(app: typer.Typer):
         from faceedit.train.guide import train_guide
         train_guide(data, out, steps=steps, eps=eps)
 
+    @app.command("checkpoint-from-model")
+    @friendly
+    def checkpoint_from_model_cmd(model: Path = typer.Option(..., "--model", help="An exported model directory (e.g. faceedit/models/default)."),
+                                  data: Path = typer.Option(..., "--data", help="Training faces (CelebA layout): BatchNorm statistics come from its train split."),
+                                  out: Path = typer.Option(..., "--out", help="Run directory: OUT/last.pt is written, for `train --resume`."),
+                                  faces: int = typer.Option(2048, "--faces", help="Training faces the BatchNorm statistics are measured on.")):
+        """Rebuild a training checkpoint from an exported model (the shipped weights have no checkpoint in the repo).
+
+        Example: faceedit checkpoint-from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
+        """
+        _need_torch()
+        from faceedit.manifest import ManifestError
+        from faceedit.train.from_model import checkpoint_from_model
+        if faces < 64:
+            raise UserError(f"--faces must be at least 64, got {faces}")
+        try:
+            checkpoint_from_model(model, data, out, faces=faces, log=typer.echo)
+        except (ManifestError, ValueError) as e:
+            raise UserError(str(e).splitlines()[0]) from None
+
     @app.command("eval")
     @friendly
     def eval_cmd(model: Optional[Path] = typer.Option(None, "--model", help="Model directory or training checkpoint (default: the shipped model)."),

@@ -452,10 +452,14 @@ class Trainer:
     def load(self, path: Path):
         state = torch.load(path, map_location="cpu", weights_only=True)
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
-        # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments
-        if unexpected or missing not in ([], ["discriminator.embed.weight"]):
+        # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments;
+        # a generator-only checkpoint (bundle slim --generator-only, checkpoint-from-model) brings no D at all
+        fresh_d = bool(missing) and all(k.startswith("discriminator.") for k in missing) and "opt_g" not in state
+        if unexpected or (missing not in ([], ["discriminator.embed.weight"]) and not fresh_d):
             raise RuntimeError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        if missing:
+        if fresh_d and missing != ["discriminator.embed.weight"]:
+            self.log(f"{path} has no discriminator: it starts fresh")
+        elif missing:
             self.log(f"{path} has no projection embedding: it starts at zero")
         if "opt_g" in state:
             self.opt_g.load_state_dict(state["opt_g"])

@@ -56,9 +56,17 @@ def test_slim_checkpoint_resumes_and_loads_generator_only(tiny_checkpoint, synth
     assert t.step == 4 and any("no optimizer state" in s for s in said)
     t.fit()
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 6
-    # a generator-only checkpoint cannot resume training (D is missing), and says so
+    # a generator-only checkpoint resumes with a fresh discriminator, and says so
     (run / "last.pt").write_bytes(gen_only.read_bytes())
-    with pytest.raises(RuntimeError, match="discriminator"):
+    said.clear()
+    t = Trainer(tiny_config(synth_data, run, steps=8), resume=True, log=said.append)
+    assert t.step == 4 and any("no discriminator: it starts fresh" in s for s in said), said
+    assert all(torch.equal(p, q) for p, q in zip(t.model.decoder.parameters(), light.decoder.parameters()))
+    # a checkpoint that lacks part of the generator is refused, D or no D
+    broken = {**torch.load(gen_only, weights_only=True)}
+    broken["model"] = {k: v for k, v in broken["model"].items() if not k.startswith("decoder.out")}
+    torch.save(broken, run / "last.pt")
+    with pytest.raises(RuntimeError, match="do not match"):
         Trainer(tiny_config(synth_data, run, steps=8), resume=True, log=lambda *a: None)
 
 

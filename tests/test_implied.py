@@ -191,3 +191,18 @@ def test_a_malformed_implied_entry_is_refused_in_one_line(implied_model, tmp_pat
         with pytest.raises(ModelError, match="implied") as e:
             Editor.load(d, backend="onnxruntime")
         assert "\n" not in str(e.value)
+
+
+def test_training_flips_can_follow_the_rules_too():
+    """edit_targets(implied=...): a single flip to Mustache=1 on a woman asks the decoder for a mustached man."""
+    torch = pytest.importorskip("torch")
+    from faceedit.train.train import edit_targets
+    table = rule_table({"rules": {"Mustache=1": {"Male": 1, "No_Beard": 0}}}, NAMES)
+    y = torch.tensor([[0, 0, 0, 1, 1]] * 512, dtype=torch.float32)  # young beardless women
+    g = torch.Generator().manual_seed(0)
+    plain = edit_targets(y, torch.Generator().manual_seed(0), focus=[2], focus_frac=1.0)
+    ruled = edit_targets(y, g, focus=[2], focus_frac=1.0, implied=table)
+    flipped = plain[:, 2] == 1                                     # the rows that got the single flip
+    assert flipped.sum() > 100 and (plain[flipped][:, 1] == 0).all()
+    assert (ruled[flipped][:, 1] == 1).all() and (ruled[flipped][:, 3] == 0).all()
+    assert torch.equal(ruled[~flipped], plain[~flipped])          # shuffled rows are real faces: untouched

@@ -81,6 +81,8 @@ class TrainConfig:
     rare_boost: list[str] = field(default_factory=list)  # attributes whose positives fill rare_frac of each batch
     rare_frac: float = 0.0
     ema: float = 0.0               # decay of a moving average of the generator side (0: none); see save
+    implied_flips: bool = False    # single flips also set what the train labels imply (faceedit.implied)
+    d_warmup: int = 0              # steps after (re)starting in which only D trains (a fresh D after checkpoint-from-model)
     judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
     eval_every: int = 0            # 0: once per epoch
@@ -106,10 +108,12 @@ def to_tensor(batch_u8: np.ndarray, flip: np.ndarray | None = None) -> torch.Ten
 
 
 def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[int] | None = None,
-                 focus_frac: float = 0.0) -> torch.Tensor:
+                 focus_frac: float = 0.0, implied=None) -> torch.Tensor:
     """Half the batch gets another face's attributes (realistic combinations), half one attribute flipped
     (exactly what a user does). With `focus`, that share of the single flips goes to those attribute
-    indices (rare ones such as Bald and Mustache otherwise get 1 flip in 14)."""
+    indices (rare ones such as Bald and Mustache otherwise get 1 flip in 14). With `implied` (a
+    faceedit.implied rule table) a flip also sets what the rules imply, as the editor does: "bald" on a
+    woman asks for a bald man, a combination real faces have, not one no training face shows."""
     b, n = y.shape
     shuffled = y[torch.randperm(b, generator=g).to(y.device)]
     k = torch.randint(0, n, (b,), generator=g)
@@ -118,6 +122,10 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[
         k = torch.where(pick_focus, torch.tensor(focus)[torch.randint(0, len(focus), (b,), generator=g)], k)
     one = F.one_hot(k, n).float().to(y.device)
     flipped = (y + one) % 2
+    if implied is not None:
+        from faceedit.implied import implied_values
+        w, fires = implied_values(implied, flipped.cpu().numpy(), one.cpu().numpy())
+        flipped = torch.where(torch.from_numpy(fires).to(y.device), torch.from_numpy(w).to(y.device), flipped)
     pick = (torch.rand(b, generator=g) < 0.5)[:, None].to(y.device)
     return torch.where(pick, shuffled, flipped)
 
@@ -208,6 +216,12 @@ class Trainer:
         if unknown:
             raise ValueError(f"--flip-focus names attributes this run does not train: {unknown}")
         self.focus = [self.attributes.index(a) for a in cfg.flip_focus]
+        self.implied = None
+        if cfg.implied_flips:
+            from faceedit.implied import derive_rules, rule_table
+            rules = derive_rules(self.labels[self.train_idx], self.attributes)
+            self.implied = rule_table({"rules": rules}, self.attributes)
+            self.log("implied flips: " + "; ".join(f"{k} -> {v}" for k, v in rules.items()))
         unknown = sorted(set(cfg.rare_boost) - set(self.attributes))
         if unknown:
             raise ValueError(f"--rare-boost names attributes this run does not train: {unknown}")
@@ -227,6 +241,7 @@ class Trainer:
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
             self.load(self.out / "last.pt")
+        self.start_step = self.step
         self.gen, self.disc = self.model, self.model.discriminator
         if self.world > 1:  # gradients of the generator side and of D are averaged separately
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -280,7 +295,7 @@ class Trainer:
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
         for group in self.opt_g.param_groups + self.opt_d.param_groups:
             group["lr"] = lr
-        y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac)
+        y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac, implied=self.implied)
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth
         n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
@@ -327,8 +342,9 @@ class Trainer:
                       + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"])
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches
+            loss_g.backward()
+            self.opt_g.step()
         for p in m.discriminator.parameters():
             p.requires_grad_(True)
         if self.ema is not None:

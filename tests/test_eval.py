@@ -223,3 +223,24 @@ def test_eval_of_a_model_directory_runs_without_torch(synth_data, tmp_path):
     from faceedit.manifest import decoder_fingerprint, load_manifest
     from faceedit.models import DEFAULT_MODEL
     assert res["faces"] == 8 and res["model_decoder_sha256"] == decoder_fingerprint(load_manifest(DEFAULT_MODEL, verify=False))
+
+
+def test_export_reuses_another_model_directorys_judge_onnx(tiny_checkpoint, tiny_judge, tmp_path):
+    """A re-export keeps the very same judge: `--judge OLD_DIR/judge.onnx` copies it with OLD_DIR's entry; an
+    ONNX file no manifest vouches for is refused in one line, nothing written."""
+    import shutil
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = ["export", "--checkpoint", str(tiny_checkpoint), "--no-int8", "--no-openvino", "--no-fp16"]
+    r = CliRunner().invoke(app, [*base, "--out", str(first), "--judge", str(tiny_judge)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [*base, "--out", str(second), "--judge", str(first / "judge.onnx")])
+    assert r.exit_code == 0, r.output
+    entry = json.loads((first / "manifest.json").read_text())["judge"]
+    assert json.loads((second / "manifest.json").read_text())["judge"] == entry
+    assert (second / "judge.onnx").read_bytes() == (first / "judge.onnx").read_bytes()
+    stray = tmp_path / "loose" / "judge.onnx"
+    stray.parent.mkdir()
+    shutil.copyfile(first / "judge.onnx", stray)
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "third"), "--judge", str(stray)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "model directory" in r.output, r.output
+    assert not (tmp_path / "third").exists()

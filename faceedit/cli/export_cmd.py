@@ -104,7 +104,7 @@ def register(app: typer.Typer):
                openvino: bool = typer.Option(True, "--openvino/--no-openvino", help="OpenVINO bf16 figures and NNCF int8 IR."),
                min_agreement: float = typer.Option(0.99, "--min-agreement", help="Budget: attribute decisions that must agree with fp32."),
                min_psnr: float = typer.Option(35.0, "--min-psnr", help="Budget: PSNR (dB) of decoded images vs fp32."),
-               judge: Optional[Path] = typer.Option(None, "--judge", help="Judge checkpoint to include as judge.onnx (evaluation only)."),
+               judge: Optional[Path] = typer.Option(None, "--judge", help="Judge checkpoint (.pt), or another model directory's judge.onnx (copied as it is), to include as judge.onnx (evaluation only)."),
                eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="`faceedit eval` JSON whose summary goes into the manifest."),
                tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT fp16 engines (needs an NVIDIA GPU + TensorRT)."),
                trt_batch: str = typer.Option("1,8,64", "--trt-batch", help="TensorRT optimization profile batch MIN,OPT,MAX."),

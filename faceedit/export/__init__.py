@@ -130,6 +130,9 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     eval_summary = _read_eval(eval_json) if eval_json else None
     if judge is not None and not Path(judge).is_file():
         raise ExportError(f"judge checkpoint not found: {judge}")
+    if judge is not None and Path(judge).suffix == ".onnx":
+        from faceedit.export.onnx_graphs import reused_judge_entry
+        reused_judge_entry(Path(judge))  # refused before any graph is written
     cfg = model.cfg
     if edit_gains and set(edit_gains) - set(cfg.attributes):
         raise ExportError(f"edit gains name attributes the model lacks: {sorted(set(edit_gains) - set(cfg.attributes))}")

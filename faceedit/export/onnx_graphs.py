@@ -208,9 +208,15 @@ def export_all(model, out_dir, log=print) -> dict[str, onnx.ModelProto]:
 
 def export_judge(judge_ckpt, path) -> dict:
     """Judge checkpoint -> judge.onnx (image -> probabilities). Returns the manifest entry (a FILE plus
-    the judge's attribute names and image size)."""
+    the judge's attribute names and image size). A judge.onnx of another model directory is copied as it is
+    (so a new export is scored by the very same judge), with that directory's manifest entry."""
     from faceedit.manifest import file_entry
     from faceedit.train.judge import load_judge
+    if Path(judge_ckpt).suffix == ".onnx":
+        import shutil
+        entry = reused_judge_entry(Path(judge_ckpt))
+        shutil.copyfile(judge_ckpt, path)
+        return {**entry, "path": Path(path).name}
     try:
         judge, state = load_judge(judge_ckpt)
     except FileNotFoundError:
@@ -222,6 +228,20 @@ def export_judge(judge_ckpt, path) -> dict:
     model = export_graph(JudgeGraph(fold_batchnorm(judge)), example, path, ("image",), ("probabilities",))
     entry = file_entry(path, *signature(model))
     entry.update({"attributes": list(state["attributes"]), "image_size": size})
+    return entry
+
+
+def reused_judge_entry(src: Path) -> dict:
+    """The manifest entry of a model directory's judge.onnx (the ONNX file alone does not name the
+    attributes), checked against the file's sha256; ExportError if no manifest beside it lists this file."""
+    from faceedit.manifest import ManifestError, load_manifest, sha256_file
+    try:
+        entry = load_manifest(src.parent, verify=False).get("judge") or {}
+    except ManifestError:
+        entry = {}
+    if entry.get("path") != src.name or entry.get("sha256") != sha256_file(src):
+        raise ExportError(f"{src}: an ONNX judge is taken only from the model directory whose manifest lists it "
+                          "(give a judge checkpoint .pt otherwise)")
     return entry
 
 

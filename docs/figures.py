@@ -15,7 +15,7 @@ import numpy as np
 
 from faceedit.engine import Editor, PhotoEditor
 from faceedit.engine.imageio import read_photo, write_photo
-from faceedit.implied import apply_implied
+from faceedit.core.implied import apply_implied
 
 ROOT = Path(__file__).resolve().parent.parent
 # each panel sets one of these to the opposite of what the model infers for her (a value she already has

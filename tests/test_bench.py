@@ -62,8 +62,8 @@ def test_bench_cli_tiny_run_writes_results(tiny_model, tiny_checkpoint, tmp_path
 
 
 def test_bench_without_checkpoint_reports_the_baseline_absent(tiny_model):
-    from faceedit.engine.bench.plan import make_plan
-    from faceedit.engine.bench.suite import run
+    from faceedit.bench.plan import make_plan
+    from faceedit.bench.suite import run
     plan = make_plan("tiny", model=tiny_model, batches=(1,), backends=("onnxruntime",),
                      concurrency=False, end_to_end=False)
     r = run(plan, eager_module=None, log=lambda *a: None)
@@ -88,9 +88,9 @@ def test_bench_bad_options_are_one_line(args, message, tiny_model, tmp_path):
 
 
 def test_benchmark_code_in_the_engine_never_imports_torch():
-    code = ("import sys, faceedit.engine.bench.suite, faceedit.engine.bench.offline, faceedit.engine.bench.report, "
-            "faceedit.engine.bench.flops, faceedit.engine.bench.peak, faceedit.engine.bench.end_to_end, "
-            "faceedit.engine.bench.concurrency, faceedit.engine.bench.raw_openvino, faceedit.cli.bench_cmd; "
+    code = ("import sys, faceedit.bench.suite, faceedit.bench.offline, faceedit.bench.report, "
+            "faceedit.bench.flops, faceedit.bench.peak, faceedit.bench.end_to_end, "
+            "faceedit.bench.concurrency, faceedit.bench.raw_openvino, faceedit.cli.bench_cmd; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -99,8 +99,8 @@ def test_bench_skips_a_precision_whose_decoder_the_export_rejected(tiny_model, t
     # an export that kept int8 encoder/attribute graphs but rejected the int8 decoder (over its budget):
     # the bench reports that configuration absent and measures the rest
     import shutil
-    from faceedit.engine.bench.plan import make_plan
-    from faceedit.engine.bench.suite import run
+    from faceedit.bench.plan import make_plan
+    from faceedit.bench.suite import run
     partial = tmp_path / "partial"
     shutil.copytree(tiny_model, partial)
     m = json.loads((partial / "manifest.json").read_text())

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from faceedit.engine.bench import coldrun, report, results, targets, timing
+from faceedit.bench import coldrun, report, results, targets, timing
 
 
 def _graph():
@@ -30,7 +30,7 @@ def _graph():
 
 
 def test_flops_counts_conv_convtranspose_gemm_matmul():
-    from faceedit.engine.bench.flops import count_macs
+    from faceedit.bench.flops import count_macs
     expected = {"Conv": 8 * 16 * 16 * 27, "ConvTranspose": 8 * 16 * 16 * 64, "Gemm": 50, "MatMul": 168}
     for batch in (1, 3):
         got = count_macs(_graph(), batch=batch)
@@ -111,7 +111,7 @@ def test_report_and_markdown(tmp_path):
 
 def test_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from faceedit.engine.bench.plots import plot
+    from faceedit.bench.plots import plot
     path = plot(_result(), tmp_path / "r.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
 
@@ -134,14 +134,14 @@ def test_cold_run_rss_is_the_childs_not_the_benchmarks():
 
 
 def test_concurrency_counts_requests():
-    from faceedit.engine.bench.concurrency import run_clients
+    from faceedit.bench.concurrency import run_clients
     import time
     out = run_clients(lambda: time.sleep(0.002), clients=4, seconds=0.2, warmup_s=0.05)
     assert out["requests"] > 10 and out["errors"] == 0 and out["p50_ms"] >= 2
 
 
 def test_machine_description_is_json():
-    from faceedit.engine.bench.machine import describe, machine_kind
+    from faceedit.bench.machine import describe, machine_kind
     d = describe()
     json.dumps(d)
     assert d["cores"] >= 1 and "onnxruntime" in d["versions"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from faceedit.cli.main import app  # noqa: E402
-from faceedit.manifest import sha256_file  # noqa: E402
+from faceedit.core.files import sha256_file  # noqa: E402
 from faceedit.train.evaluate import JudgeModel, evaluate, open_model, psnr, ssim  # noqa: E402
 
 
@@ -220,7 +220,7 @@ def test_eval_of_a_model_directory_runs_without_torch(synth_data, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     res = json.loads(out.read_text())
-    from faceedit.manifest import decoder_fingerprint, load_manifest
+    from faceedit.core.manifest import decoder_fingerprint, load_manifest
     from faceedit.models import DEFAULT_MODEL
     assert res["faces"] == 8 and res["model_decoder_sha256"] == decoder_fingerprint(load_manifest(DEFAULT_MODEL, verify=False))
 

@@ -21,7 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from faceedit.manifest import FORMAT_VERSION, ManifestError, load_manifest  # noqa: E402
+from faceedit.core.manifest import FORMAT_VERSION, ManifestError, load_manifest  # noqa: E402
 
 runner = CliRunner()
 N_JUDGE_ATTR = 5

@@ -1,4 +1,4 @@
-"""Implied attributes (faceedit.implied): rules from labels, how they fire, the engine and the CLI on the
+"""Implied attributes (faceedit.core.implied): rules from labels, how they fire, the engine and the CLI on the
 shipped model, `faceedit eval` and `faceedit export-update` on synthetic faces."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from faceedit.cli.main import app
-from faceedit.implied import derive_rules, implied_values, rule_table
+from faceedit.core.implied import derive_rules, implied_values, rule_table
 
 DEFAULT = Path(__file__).resolve().parents[1] / "faceedit" / "models" / "default"
 NAMES = ["Bald", "Male", "Mustache", "No_Beard", "Young"]

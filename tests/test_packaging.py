@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from faceedit.manifest import MANIFEST_NAME, iter_files, load_manifest
+from faceedit.core.manifest import MANIFEST_NAME, iter_files, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "faceedit" / "models" / "default"

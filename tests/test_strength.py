@@ -1,4 +1,4 @@
-"""Auto strength (faceedit.strength): the climbing rule on a fake model, then the engine on the shipped model
+"""Auto strength (faceedit.core.strength): the climbing rule on a fake model, then the engine on the shipped model
 with auto strength switched on for one attribute, checked against fixed-strength edits."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceedit.strength import auto_multipliers, multipliers_up_to, top_multipliers
+from faceedit.core.strength import auto_multipliers, multipliers_up_to, top_multipliers
 
 DEFAULT = Path(__file__).resolve().parents[1] / "faceedit" / "models" / "default"
 
@@ -97,9 +97,9 @@ def test_engine_edit_is_the_first_fixed_strength_edit_the_head_reads_as_asked(au
 
 def test_bench_times_auto_strength_against_fixed(auto_model):
     from faceedit.engine import Editor
-    from faceedit.engine.bench.plan import make_plan
-    from faceedit.engine.bench.report import auto_strength_line
-    from faceedit.engine.bench.suite import measure_auto_strength
+    from faceedit.bench.plan import make_plan
+    from faceedit.bench.report import auto_strength_line
+    from faceedit.bench.suite import measure_auto_strength
     ed = Editor.load(auto_model, backend="onnxruntime", precision="fp32")
     out = measure_auto_strength(ed, make_plan("tiny"), log=lambda *a: None)
     assert out["attribute"] == "Young" and out["top_multiplier"] == 3.0

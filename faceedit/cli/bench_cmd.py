@@ -1,6 +1,6 @@
 """`faceedit bench`: latency and throughput of every way to run the model here, in one process, against
-PyTorch eager from the checkpoint. Thin: the measuring lives in faceedit.engine.bench (torch-free) and
-faceedit.train.eager_bench (the baseline, imported only when torch is installed and a checkpoint is given)."""
+PyTorch eager from the checkpoint. Thin: the measuring lives in faceedit.bench (torch-free) and
+faceedit.bench.eager (the baseline, imported only when torch is installed and a checkpoint is given)."""
 from __future__ import annotations
 
 import importlib.util
@@ -38,15 +38,15 @@ def parse_backends(text: str | None) -> tuple[str, ...] | None:
 
 
 def eager_module(checkpoint: Path | None):
-    """faceedit.train.eager_bench when a checkpoint is given and torch is installed, else None."""
+    """faceedit.bench.eager when a checkpoint is given and torch is installed, else None."""
     if checkpoint is None:
         return None
     if not checkpoint.is_file():
         raise UserError(f"checkpoint not found: {checkpoint}")
     if importlib.util.find_spec("torch") is None:
         return None
-    from faceedit.train import eager_bench
-    return eager_bench
+    from faceedit.bench import eager
+    return eager
 
 
 def register(app: typer.Typer):
@@ -67,10 +67,10 @@ def register(app: typer.Typer):
         """
         from rich.console import Console
 
-        from faceedit.engine.bench import report, results
-        from faceedit.engine.bench.plan import make_plan
-        from faceedit.engine.bench.plots import plot
-        from faceedit.engine.bench.suite import run
+        from faceedit.bench import report, results
+        from faceedit.bench.plan import make_plan
+        from faceedit.bench.plots import plot
+        from faceedit.bench.suite import run
 
         console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no 80-column wrap
         mode = "tiny" if tiny else "quick" if quick else "full"

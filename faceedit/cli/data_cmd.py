@@ -20,7 +20,7 @@ def check(data: Path = typer.Argument(..., help="Folder in CelebA's layout, e.g.
 
     Example: faceedit data check ../shared/celeba
     """
-    from faceedit.attributes import DEFAULT_ATTRIBUTES
+    from faceedit.core.attributes import DEFAULT_ATTRIBUTES
     from faceedit.train.data import IMAGE_DIR, check_images, load_celeba
 
     ds = load_celeba(data)

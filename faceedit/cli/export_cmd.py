@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from faceedit.cli.errors import UserError, friendly
-from faceedit.manifest import sha256_file
+from faceedit.core.files import sha256_file
 
 
 def _parse_batch(text: str) -> tuple[int, int, int]:
@@ -156,7 +156,7 @@ def register(app: typer.Typer):
                       auto_strength_from: Optional[Path] = typer.Option(None, "--auto-strength-from", help="A validation sweep of this directory (`faceedit eval --model DIR --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the auto strength top with the best net effect there."),
                       auto_strength_note: str = typer.Option("", "--auto-strength-note", help="How auto strength was chosen (recorded in the manifest)."),
                       eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="A `faceedit eval` JSON of this directory, with its current settings, whose summary goes into the manifest."),
-                      implied_for: Optional[str] = typer.Option(None, "--implied-for", help="Attributes (comma-separated) whose edits also set what every training face with that value has (faceedit.implied); '' removes the rules. Needs --implied-data."),
+                      implied_for: Optional[str] = typer.Option(None, "--implied-for", help="Attributes (comma-separated) whose edits also set what every training face with that value has (faceedit.core.implied); '' removes the rules. Needs --implied-data."),
                       implied_data: Optional[Path] = typer.Option(None, "--implied-data", help="The dataset (CelebA layout) whose train-split labels the implied rules come from."),
                       implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest).")):
         """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
@@ -174,7 +174,7 @@ def register(app: typer.Typer):
             raise UserError(f"export-update needs the export stage's packages ({e.name} missing): "
                             "pip install 'faceedit[train]'") from None
         from faceedit.export import ExportError
-        from faceedit.manifest import ManifestError
+        from faceedit.core.manifest import ManifestError
         try:
             update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
                          implied_for=implied, implied_data=implied_data, implied_note=implied_note)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from faceedit.cli.errors import UserError, friendly
-from faceedit.manifest import sha256_file
+from faceedit.core.files import sha256_file
 
 
 def _need_torch():
@@ -43,7 +43,7 @@ def register(app: typer.Typer):
         _need_torch()
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from faceedit.attributes import DEFAULT_ATTRIBUTES
+        from faceedit.core.attributes import DEFAULT_ATTRIBUTES
         from faceedit.train.train import TrainConfig, Trainer
         if image_size not in (64, 128):
             raise UserError("--image-size must be 64 or 128")
@@ -101,7 +101,7 @@ def register(app: typer.Typer):
         Example: faceedit checkpoint-from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
         """
         _need_torch()
-        from faceedit.manifest import ManifestError
+        from faceedit.core.manifest import ManifestError
         from faceedit.train.from_model import checkpoint_from_model
         if faces < 64:
             raise UserError(f"--faces must be at least 64, got {faces}")
@@ -209,7 +209,7 @@ def register(app: typer.Typer):
             if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
                 res["checkpoint_sha256"] = sha256_file(model)
             else:  # and `export-update` that it gets the model directory measured
-                from faceedit.manifest import decoder_fingerprint  # torch-free: eval of a directory needs no torch
+                from faceedit.core.manifest import decoder_fingerprint  # torch-free: eval of a directory needs no torch
                 res["model_decoder_sha256"] = decoder_fingerprint(under_test.manifest)
             write_json(res, json_out)
             console.print(f"wrote {json_out}")

@@ -6,9 +6,9 @@
 
 Images are aligned face crops, uint8 HxWx3 RGB, any size (resized to the model's); one image, a list or an
 NxHxWx3 array, and results come back in the same form. Every method is safe to call from many threads.
-Edits use the model's auto strength where its manifest has one (faceedit.strength: an edit the attribute
+Edits use the model's auto strength where its manifest has one (faceedit.core.strength: an edit the attribute
 head does not see land is pushed harder); Editor.load(auto_strength=False) keeps every edit at its gain.
-Where the manifest has implied attributes (faceedit.implied), an attribute set fully on or off also sets what
+Where the manifest has implied attributes (faceedit.core.implied), an attribute set fully on or off also sets what
 every training face with that value has (a mustache: male, with facial hair); Editor.load(implied=False)
 edits only the attributes named."""
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceedit.attributes import decoder_value, resolve
+from faceedit.core.attributes import decoder_value, resolve
 from faceedit.engine import tensors
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
 from faceedit.engine.model import ModelInfo
-from faceedit.implied import apply_implied, implied_changes
-from faceedit.strength import auto_multipliers, pushable
+from faceedit.core.implied import apply_implied, implied_changes
+from faceedit.core.strength import auto_multipliers, pushable
 
 VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
 MAX_BATCH = 32             # rows per backend call: bounds memory; the batcher never sends more
@@ -146,7 +146,7 @@ class Editor:
     def run_edit(self, x: np.ndarray, target: np.ndarray, mask: np.ndarray):
         """x [N,3,S,S], target/mask [N,A] user values -> (edited, reconstruction, probabilities), in chunks of
         MAX_BATCH. With auto strength, rows whose residual result the attribute head does not read as asked
-        are rendered again, harder (faceedit.strength); each row's result depends on that row alone."""
+        are rendered again, harder (faceedit.core.strength); each row's result depends on that row alone."""
         return self.run_edit_with_strength(x, target, mask)[:3]
 
     def run_edit_with_strength(self, x, target, mask):

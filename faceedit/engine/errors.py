@@ -2,7 +2,7 @@
 caller that already handles ValueError) reports them as they are."""
 from __future__ import annotations
 
-from faceedit.manifest import ManifestError as ModelError  # missing, damaged or tampered model directory
+from faceedit.core.manifest import ManifestError as ModelError  # missing, damaged or tampered model directory
 
 
 class EngineError(ValueError):

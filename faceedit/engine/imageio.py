@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from faceedit.engine.errors import DecompressionBomb, EngineError, ImageError
-from faceedit.manifest import usual_mode
+from faceedit.core.files import usual_mode
 
 DEFAULT_MAX_PIXELS = 50_000_000
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",

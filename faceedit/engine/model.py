@@ -5,11 +5,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceedit.attributes import edit_gains
+from faceedit.core.attributes import edit_gains
 from faceedit.engine.errors import ModelError
-from faceedit.manifest import load_manifest
-from faceedit.implied import rule_table
-from faceedit.strength import top_multipliers
+from faceedit.core.manifest import load_manifest
+from faceedit.core.implied import rule_table
+from faceedit.core.strength import top_multipliers
 
 
 def models_root() -> Path:
@@ -52,7 +52,7 @@ class ModelInfo:
     edit_gains: list = field(default_factory=list)  # per attribute: a set value v enters the decoder as
                                                      # 0.5 + gain * (v - 0.5); see manifest "edit_strength"
     edit_tops: list = field(default_factory=list)  # per attribute: auto strength's top multiplier (1 = off)
-    implied: object = None  # faceedit.implied.rule_table of the manifest's "implied" rules, or None
+    implied: object = None  # faceedit.core.implied.rule_table of the manifest's "implied" rules, or None
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
 
     @classmethod

@@ -104,7 +104,7 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     import torch
 
     from faceedit.export import atomic, onnx_graphs, parity, quantize, variants
-    from faceedit.manifest import FORMAT, FORMAT_VERSION, file_entry, load_manifest, write_manifest
+    from faceedit.core.manifest import FORMAT, FORMAT_VERSION, file_entry, load_manifest, write_manifest
     from faceedit.train.data import CROP_CENTER, CROP_FRACTION
     from faceedit.train.train import load_checkpoint
 
@@ -316,5 +316,5 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
 def write_triton(model_dir, triton_dir, **kw) -> list[str]:
     """Triton model repository from an exported model directory (see faceedit.export.triton)."""
     from faceedit.export.triton import write_repository
-    from faceedit.manifest import load_manifest
+    from faceedit.core.manifest import load_manifest
     return write_repository(model_dir, triton_dir, load_manifest(model_dir), **kw)

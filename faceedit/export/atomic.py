@@ -9,7 +9,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from faceedit.manifest import MANIFEST_NAME
+from faceedit.core.manifest import MANIFEST_NAME
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceedit.manifest import atomic_write_bytes, sha256_file
+from faceedit.core.files import atomic_write_bytes, sha256_file
 
 LATENT_FILE = "latent_prior.npz"
 

@@ -210,7 +210,7 @@ def export_judge(judge_ckpt, path) -> dict:
     """Judge checkpoint -> judge.onnx (image -> probabilities). Returns the manifest entry (a FILE plus
     the judge's attribute names and image size). A judge.onnx of another model directory is copied as it is
     (so a new export is scored by the very same judge), with that directory's manifest entry."""
-    from faceedit.manifest import file_entry
+    from faceedit.core.manifest import file_entry
     from faceedit.train.judge import load_judge
     if Path(judge_ckpt).suffix == ".onnx":
         import shutil
@@ -234,7 +234,8 @@ def export_judge(judge_ckpt, path) -> dict:
 def reused_judge_entry(src: Path) -> dict:
     """The manifest entry of a model directory's judge.onnx (the ONNX file alone does not name the
     attributes), checked against the file's sha256; ExportError if no manifest beside it lists this file."""
-    from faceedit.manifest import ManifestError, load_manifest, sha256_file
+    from faceedit.core.files import sha256_file
+    from faceedit.core.manifest import ManifestError, load_manifest
     try:
         entry = load_manifest(src.parent, verify=False).get("judge") or {}
     except ManifestError:
@@ -258,7 +259,7 @@ def share_weights(folder, names, blob: str = SHARED_WEIGHTS, min_bytes: int = 10
 
     from onnx.external_data_helper import set_external_data
 
-    from faceedit.manifest import atomic_write_bytes
+    from faceedit.core.files import atomic_write_bytes
     folder = Path(folder)
     where: dict[bytes, tuple[int, int]] = {}
     chunks, pos, rewritten = [], 0, {}

@@ -112,7 +112,7 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, profile: dict, cache_p
 
 def build_all(model_dir: Path, graphs: dict, cache_dir: Path, batch=(1, 8, 64), log=print) -> dict:
     """Engines for every fp32 graph in `graphs` (manifest entries). Returns manifest["tensorrt"]."""
-    from faceedit.manifest import file_entry
+    from faceedit.core.manifest import file_entry
     trt, name = check_available()
     cache_path = Path(cache_dir) / timing_cache_filename(trt.__version__, name)
     engines = {}

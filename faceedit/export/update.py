@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceedit.attributes import edit_gains
+from faceedit.core.attributes import edit_gains
 from faceedit.export import ExportError, _read_eval, load_eval_json
-from faceedit.manifest import decoder_fingerprint, load_manifest, write_manifest
-from faceedit.implied import MIN_SHARE, derive_rules, rule_table
-from faceedit.strength import top_multipliers
+from faceedit.core.manifest import decoder_fingerprint, load_manifest, write_manifest
+from faceedit.core.implied import MIN_SHARE, derive_rules, rule_table
+from faceedit.core.strength import top_multipliers
 
 
 class UpdateError(ExportError):
@@ -73,7 +73,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
                 "source": f"train-split labels of {Path(implied_data).name} ({n_train} faces)",
                 "chosen": implied_note or f"for {', '.join(implied_for)}",
                 "meaning": "an attribute set fully on or off also sets, where the user left them alone, the attributes "
-                           "that >= min_share of the training faces with that value have (faceedit.implied)"}
+                           "that >= min_share of the training faces with that value have (faceedit.core.implied)"}
             rule_table(manifest["implied"], names)  # the engine's own check
             log("implied: " + "; ".join(f"{k} -> " + ", ".join(f"{b}={w}" for b, w in v.items()) for k, v in rules.items()))
         else:
@@ -94,7 +94,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
             "chosen": note or f"per attribute: the top with the best net effect (edit success - 13 x disturbance) "
                               f"in {Path(auto_strength_from).name} ({sweep.get('split')}, {sweep.get('faces')} faces)",
             "meaning": "an edit the model's own attribute head does not read as asked is rendered again with the "
-                       "attribute's gain x 1.5, 2, ... up to top_multiplier (faceedit.strength); others stay fixed"}
+                       "attribute's gain x 1.5, 2, ... up to top_multiplier (faceedit.core.strength); others stay fixed"}
         top_multipliers(strength, names)  # the engine's own check
         manifest["edit_strength"] = strength
         log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())

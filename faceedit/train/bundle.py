@@ -14,14 +14,13 @@ them there.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from faceedit.manifest import atomic_write_bytes
+from faceedit.core.files import atomic_path, atomic_write_bytes
 from faceedit.train.data import ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, DataError, ImageCache, load_celeba
 from faceedit.train.model import GENERATOR_PARTS
 
@@ -43,9 +42,8 @@ def pack_data(data, out, size: int = 64, max_val: int = 256, quality: int = 97, 
             raise DataError("this OpenCV cannot write WebP")
         coded.append(buf.tobytes())
     offsets = np.cumsum([0] + [len(c) for c in coded]).astype(np.int64)
-    tmp = out / f".crops.tmp{os.getpid()}.npz"
-    np.savez(tmp, size=np.int64(size), offsets=offsets, blob=np.frombuffer(b"".join(coded), np.uint8))
-    os.replace(tmp, out / CROPS_FILE.format(size=size))
+    with atomic_path(out / CROPS_FILE.format(size=size)) as tmp:
+        np.savez(tmp, size=np.int64(size), offsets=offsets, blob=np.frombuffer(b"".join(coded), np.uint8))
     # label files of the packed faces only, in the packed order
     header = " ".join(ds.all_attributes)
     rows = [f"{ds.names[i]} " + " ".join("1" if v else "-1" for v in ds.labels[i]) for i in keep]

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceedit.attributes import resolve
+from faceedit.core.attributes import resolve
+from faceedit.core.files import atomic_path
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -180,15 +181,14 @@ class ImageCache:
         if not self.path.exists():
             crop = crop or (lambda i: crop_face(decode(ds.root / IMAGE_DIR / ds.names[i]), size))
             cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            for i in range(len(ds.names)):
-                mm[i] = crop(i)
-                if progress and i % 256 == 0:
-                    progress(i, len(ds.names))
-            mm.flush()
-            del mm
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                for i in range(len(ds.names)):
+                    mm[i] = crop(i)
+                    if progress and i % 256 == 0:
+                        progress(i, len(ds.names))
+                mm.flush()
+                del mm
         self.images = np.load(self.path, mmap_mode="r")
         if self.images.shape != shape:
             raise DataError(f"cache {self.path} has shape {self.images.shape}, expected {shape}; delete it")

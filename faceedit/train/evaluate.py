@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceedit.attributes import STANDARD_13, decoder_value, edit_gains
-from faceedit.implied import apply_implied, implied_changes, rule_table
-from faceedit.strength import auto_multipliers, multipliers_up_to, top_multipliers
+from faceedit.core.attributes import STANDARD_13, decoder_value, edit_gains
+from faceedit.core.implied import apply_implied, implied_changes, rule_table
+from faceedit.core.strength import auto_multipliers, multipliers_up_to, top_multipliers
 from faceedit.train.data import ImageCache, load_celeba
 
 
@@ -53,7 +53,7 @@ class OnnxModel:
 
     def __init__(self, model_dir, precision="fp32"):
         import onnxruntime as ort
-        from faceedit.manifest import load_manifest
+        from faceedit.core.manifest import load_manifest
         self.dir = Path(model_dir)
         self.manifest = load_manifest(self.dir)
         self.attributes = [a["name"] for a in self.manifest["attributes"]]
@@ -142,7 +142,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     """Scores fixed-strength edits at each intensity and, where the model has auto strength
     (model.edit_tops), the product's default edit at value 1. With intensities above 1 it also sweeps auto
     strength: every top multiplier up to 2 x max(intensities) - 1, for every attribute. Edits set the model's
-    implied attributes (faceedit.implied) as the engine does; disturbance is reported over every other
+    implied attributes (faceedit.core.implied) as the engine does; disturbance is reported over every other
     attribute and, separately, over those the edit did not set itself."""
     ds = load_celeba(data)
     names, labels = ds.select(model.attributes)
@@ -222,7 +222,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                 if inten == 1.0:
                     adds[k] += (flip_to > 0.5).sum()
                     add_hits[k] += (hit & (flip_to > 0.5)).sum()
-            # auto strength, as the engine does it (faceedit.strength), one climb up to the highest top in
+            # auto strength, as the engine does it (faceedit.core.strength), one climb up to the highest top in
             # use: a face's multiplier under a lower top t is min(its multiplier, t)
             top = max(float(tops[k]), sweep_tops[-1])
             if top > 1:
@@ -280,11 +280,11 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
         "implied": {
             "rules": (model.manifest.get("implied") or {}).get("rules", {}) if model.implied is not None else {},
             "faces_changed": table(implied_set),
-            "meaning": "attributes an edit also sets (faceedit.implied); faces_changed: share of faces where a rule "
+            "meaning": "attributes an edit also sets (faceedit.core.implied); faces_changed: share of faces where a rule "
                        "changed an attribute the face read otherwise"},
         "auto_strength": {
             "meaning": ("the product's default edit at value 1: residual, pushed up to top_multiplier x the gain "
-                        "while the model's own attribute head does not read the result as asked (faceedit.strength); "
+                        "while the model's own attribute head does not read the result as asked (faceedit.core.strength); "
                         "top 1 = fixed strength"),
             "top_multiplier": {a: float(tops[i]) for i, a in enumerate(names)},
             "edit_success": {"per_attribute": table(auto["success"]), **means(auto["success"])},

@@ -126,7 +126,7 @@ def calibrate(model: CVAEGAN, biases: dict, images: torch.Tensor, batch: int = 2
 
 def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print) -> Path:
     """Writes OUT_DIR/last.pt (what `train --resume` continues from); returns its path."""
-    from faceedit.manifest import load_manifest
+    from faceedit.core.manifest import load_manifest
     from faceedit.train.data import ImageCache, load_celeba
     from faceedit.train.train import atomic_save, to_tensor
     model_dir, out_dir = Path(model_dir), Path(out_dir)

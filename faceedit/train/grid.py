@@ -1,11 +1,11 @@
 """Image grids for sample sheets (rows x columns of equally sized images, optional column titles)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from faceedit.core.files import atomic_write_bytes
 
 
 def to_uint8(images) -> np.ndarray:
@@ -28,8 +28,5 @@ def save_grid(images, path, titles=None, pad: int = 2):
     for c, t in enumerate(titles or []):
         cv2.putText(sheet, str(t), (pad + c * (w + pad), 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())

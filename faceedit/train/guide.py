@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceedit.attributes import DEFAULT_ATTRIBUTES
+from faceedit.core.attributes import DEFAULT_ATTRIBUTES
 from faceedit.train.judge import accuracy, classifier_data
 from faceedit.train.model import AttributeHead, EncoderTrunk, ModelConfig
 from faceedit.train.train import atomic_save, augment, to_tensor

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceedit.attributes import DEFAULT_ATTRIBUTES
+from faceedit.core.attributes import DEFAULT_ATTRIBUTES
 from faceedit.train.data import ImageCache, load_celeba
 from faceedit.train.model import Judge
 from faceedit.train.train import atomic_save, to_tensor

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceedit.attributes import DEFAULT_ATTRIBUTES
+from faceedit.core.attributes import DEFAULT_ATTRIBUTES
 
 
 @dataclass

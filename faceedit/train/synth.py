@@ -6,13 +6,13 @@ the same place (see faceedit.train.data.CROP_*), so the project's crop and the e
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from faceedit.train.data import ATTR_FILE, IDENTITY_FILE, IMAGE_DIR, PARTITION_FILE
+from faceedit.core.files import atomic_write_text
 
 # All 40 CelebA attribute names, in CelebA's order, so synthetic folders look exactly like CelebA.
 CELEBA_ATTRIBUTES = (
@@ -131,6 +131,4 @@ def write_synthetic_celeba(out, count: int, size: int = 89, seed: int = 0, split
 
 
 def _write(path: Path, lines: list[str]):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -41,9 +41,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from faceedit.attributes import DEFAULT_ATTRIBUTES
+from faceedit.core.attributes import DEFAULT_ATTRIBUTES
 from faceedit.train.data import CelebA, ImageCache, load_celeba
 from faceedit.train.model import CVAEGAN, GENERATOR_PARTS, ModelConfig
+from faceedit.core.files import atomic_path
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TrainConfig:
     rare_boost: list[str] = field(default_factory=list)  # attributes whose positives fill rare_frac of each batch
     rare_frac: float = 0.0
     ema: float = 0.0               # decay of a moving average of the generator side (0: none); see save
-    implied_flips: bool = False    # single flips also set what the train labels imply (faceedit.implied)
+    implied_flips: bool = False    # single flips also set what the train labels imply (faceedit.core.implied)
     d_warmup: int = 0              # steps after (re)starting in which only D trains (a fresh D after checkpoint-from-model)
     judge_val: int = 256           # validation faces the judge scores
     ckpt_every: int = 200
@@ -112,7 +113,7 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[
     """Half the batch gets another face's attributes (realistic combinations), half one attribute flipped
     (exactly what a user does). With `focus`, that share of the single flips goes to those attribute
     indices (rare ones such as Bald and Mustache otherwise get 1 flip in 14). With `implied` (a
-    faceedit.implied rule table) a flip also sets what the rules imply, as the editor does: "bald" on a
+    faceedit.core.implied rule table) a flip also sets what the rules imply, as the editor does: "bald" on a
     woman asks for a bald man, a combination real faces have, not one no training face shows."""
     b, n = y.shape
     shuffled = y[torch.randperm(b, generator=g).to(y.device)]
@@ -123,7 +124,7 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[
     one = F.one_hot(k, n).float().to(y.device)
     flipped = (y + one) % 2
     if implied is not None:
-        from faceedit.implied import implied_values
+        from faceedit.core.implied import implied_values
         w, fires = implied_values(implied, flipped.cpu().numpy(), one.cpu().numpy())
         flipped = torch.where(torch.from_numpy(fires).to(y.device), torch.from_numpy(w).to(y.device), flipped)
     pick = (torch.rand(b, generator=g) < 0.5)[:, None].to(y.device)
@@ -218,7 +219,7 @@ class Trainer:
         self.focus = [self.attributes.index(a) for a in cfg.flip_focus]
         self.implied = None
         if cfg.implied_flips:
-            from faceedit.implied import derive_rules, rule_table
+            from faceedit.core.implied import derive_rules, rule_table
             rules = derive_rules(self.labels[self.train_idx], self.attributes)
             self.implied = rule_table({"rules": rules}, self.attributes)
             self.log("implied flips: " + "; ".join(f"{k} -> {v}" for k, v in rules.items()))
@@ -581,14 +582,8 @@ class _GeneratorSide(torch.nn.Module):
 
 
 def atomic_save(obj, path: Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path) -> tuple[CVAEGAN, dict]:

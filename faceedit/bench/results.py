@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from faceedit.core.files import atomic_write_bytes, atomic_write_text
+
 SCHEMA = "faceedit-bench-1"
-
-
-from faceedit.manifest import atomic_write_bytes  # noqa: E402  (one atomic writer for the project)
 
 
 def write_json(path, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_plain) + "\n").encode())
 
 
-def write_text(path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
+write_text = atomic_write_text
 
 
 def read_json(path) -> dict:

@@ -5,11 +5,10 @@ docs/model-directory.md for the contract.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from faceedit.core.files import atomic_write_bytes, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "faceedit-model"
@@ -20,56 +19,12 @@ class ManifestError(ValueError):
     """A model directory that cannot be used; the message is one line for the user."""
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_entry(path, inputs, outputs) -> dict:
     """A FILE entry: the path relative to the model directory (its base name), its hash and size, and
     its tensor signature. inputs/outputs: lists of {"name", "dtype", "shape"} (shape may use "N")."""
     p = Path(path)
     return {"path": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size,
             "inputs": [dict(t) for t in inputs], "outputs": [dict(t) for t in outputs]}
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once at import: changing it later from a thread would race other writers
-
-
-def usual_mode(fd: int):
-    """Give a mkstemp file (created 0600) the mode a plain open() would have: 0666 minus the umask."""
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, 0o666 & ~_UMASK)
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        usual_mode(fd)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def decoder_fingerprint(manifest: dict) -> str:

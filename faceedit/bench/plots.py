@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from faceedit.engine.bench.results import atomic_write_bytes
+from faceedit.core.files import atomic_write_bytes
 
 
 def plot(result: dict, path) -> Path | None:

@@ -1,5 +1,5 @@
 """One benchmark run, start to finish, torch-free. The PyTorch-eager baseline comes in as a module
-(faceedit.train.eager_bench, passed by the CLI when torch and a checkpoint are there); nothing here imports it."""
+(faceedit.bench.eager, passed by the CLI when torch and a checkpoint are there); nothing here imports it."""
 from __future__ import annotations
 
 import gc
@@ -8,15 +8,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from faceedit.engine.bench import end_to_end, machine, offline, peak, targets
-from faceedit.engine.bench.plan import Plan
-from faceedit.engine.bench.results import SCHEMA
+from faceedit.bench import end_to_end, machine, offline, peak, targets
+from faceedit.bench.plan import Plan
+from faceedit.bench.results import SCHEMA
 
 
 def model_flops(info) -> dict:
     """FLOPs per image for each graph path, counted from the fp32 ONNX files (other precisions do the same
     work). three-graph (and eager) = encoder + attributes + decoder over 2 rows per image."""
-    from faceedit.engine.bench.flops import count_macs
+    from faceedit.bench.flops import count_macs
     g = info.graphs
     per = {name: count_macs(info.path / g[name]["fp32"]["path"]) for name in ("encoder", "attributes", "decoder")
            if "fp32" in (g.get(name) or {})}
@@ -122,7 +122,7 @@ def measure_auto_strength(auto, plan, log) -> dict:
     attribute flipped to the opposite of what the model reads, on the attribute with the highest top."""
     import numpy as np
 
-    from faceedit.engine.bench.timing import measure, summarize
+    from faceedit.bench.timing import measure, summarize
     from faceedit.engine.editor import MAX_BATCH, Editor
     if auto is None or not auto.auto_strength:
         return {"absent": "the model has no auto strength (or no editor loaded)"}
@@ -159,7 +159,7 @@ def measure_auto_strength(auto, plan, log) -> dict:
 
 def measure_concurrency(info, work, plan, result, log) -> list[dict]:
     """The dynamic batcher on the engine configuration with the best offline throughput."""
-    from faceedit.engine.bench.concurrency import batcher_sweep
+    from faceedit.bench.concurrency import batcher_sweep
     from faceedit.engine.editor import MAX_BATCH, Editor
 
     summary = result["summary"]
@@ -181,7 +181,7 @@ def measure_concurrency(info, work, plan, result, log) -> list[dict]:
 
 def measure_end_to_end(info, work, plan, auto, log) -> dict:
     try:
-        from faceedit.engine.bench.photo import astronaut_1mp, write_photo
+        from faceedit.bench.photo import astronaut_1mp, write_photo
         rgb = astronaut_1mp(plan.photo_side)
     except ImportError as e:
         why = {"absent": f"scikit-image is needed for the test photo ({e.name} missing: pip install 'faceedit[bench]')"}

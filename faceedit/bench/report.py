@@ -1,7 +1,7 @@
 """Terminal tables (rich) and the markdown headline for the README, from one result dict."""
 from __future__ import annotations
 
-from faceedit.engine.bench.targets import _b1, _best_thr
+from faceedit.bench.targets import _b1, _best_thr
 
 
 def _fmt(v, spec=".3g", none="-"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceedit.engine.bench.timing import FULL, QUICK, TINY, Budget
+from faceedit.bench.timing import FULL, QUICK, TINY, Budget
 
 ALL_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from faceedit.engine.bench.timing import Budget, measure
+from faceedit.bench.timing import Budget, measure
 
 
 def _best_gflops(fn, n: int, budget: Budget) -> float:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceedit.engine.bench.coldrun import cold_runs
-from faceedit.engine.bench.timing import measure, summarize
+from faceedit.bench.coldrun import cold_runs
+from faceedit.bench.timing import measure, summarize
 
 
 def photo_edit(editor, rgb: np.ndarray, changes: dict, budget) -> dict:

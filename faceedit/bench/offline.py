@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from faceedit.attributes import resolve
-from faceedit.engine.bench.timing import measure, summarize
+from faceedit.core.attributes import resolve
+from faceedit.bench.timing import measure, summarize
 
 EDIT_ATTRIBUTE = "Smiling"
 
@@ -137,7 +137,7 @@ def engine_configs(info, work, plan, log, reference=None) -> tuple[list[dict], d
 
 
 def raw_openvino_configs(info, work, plan, log) -> tuple[list[dict], dict]:
-    from faceedit.engine.bench import raw_openvino as rov
+    from faceedit.bench import raw_openvino as rov
 
     ok, why = rov.available()
     if not ok:

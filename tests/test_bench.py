@@ -61,7 +61,21 @@ def test_bench_cli_tiny_run_writes_results(tiny_model, tiny_checkpoint, tmp_path
     assert "targets" in res.output and "pass" in res.output or "miss" in res.output
 
 
-def test_bench_without_checkpoint_reports_the_baseline_absent(tiny_model):
+def test_bench_baseline_from_the_model_directory_alone(tiny_model, tmp_path):
+    """No --checkpoint: the PyTorch baseline is the model directory's own weights rebuilt as modules, and
+    the engine's output equals it (same weights), so a fresh clone gets the ratio with no extra file."""
+    res = CliRunner().invoke(app, ["bench", "--model", str(tiny_model), "--tiny", "--no-save", "--backends",
+                                   "pytorch,onnxruntime", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    names = {c["name"]: c for c in r["configs"]}
+    assert "rebuilt from its graphs" in names["pytorch-eager/fp32"]["weights_from"]
+    assert names["onnxruntime/fp32/fused"]["max_abs_diff_vs_eager_u8"] <= 3
+    assert names["onnxruntime/fp32/fused"]["batches"]["1"]["vs_eager"] > 0
+    assert not any(tmp_path.glob("*.md"))  # --no-save: only the --json file
+
+
+def test_bench_without_torch_reports_the_baseline_absent(tiny_model):
     from faceedit.bench.plan import make_plan
     from faceedit.bench.suite import run
     plan = make_plan("tiny", model=tiny_model, batches=(1,), backends=("onnxruntime",),

@@ -7,7 +7,9 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +274,27 @@ def test_model_by_name(tiny_model_dir, monkeypatch):
     assert Editor.load(tiny_model_dir.name, backend="onnxruntime").model.path == tiny_model_dir
     with pytest.raises(ModelError, match="not found"):
         Editor.load("no-such-model")
+
+
+def test_an_edit_request_is_resolved_once_and_passes_through(monkeypatch):
+    """--set is parsed into one EditRequest at the edge; the photo path hands that object down unchanged."""
+    from faceedit.engine import EditRequest, EngineError
+    from faceedit.engine.files import Job, run_jobs
+    from faceedit.engine.photo import PhotoEditor
+    from faceedit.engine.imageio import write_photo
+    import faceedit.engine.request as request_module
+    editor = Editor.load(backend="onnxruntime", precision="fp32")
+    req = editor.request({"SMILING": 1, "young": 0.25})
+    assert isinstance(req, EditRequest) and req.values == {"Smiling": 1.0, "Young": 0.25}
+    assert editor.request(req) is req
+    with pytest.raises(EngineError, match="Did you mean .smiling"):
+        editor.request({"smilng": 1})
+    calls = []
+    real = request_module.resolve
+    monkeypatch.setattr(request_module, "resolve", lambda *a: calls.append(a) or real(*a))
+    face = np.zeros((64, 64, 3), np.uint8) + 128
+    with tempfile.TemporaryDirectory() as d:
+        src = write_photo(Path(d) / "a.png", face)
+        outs = list(run_jobs(PhotoEditor(editor), [Job(src, Path(d) / "b.png", False)], req, aligned=True))
+        assert outs[0].error is None and outs[0].written.is_file()
+    assert calls == []  # the request was not resolved again on its way to the decoder

@@ -6,16 +6,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from faceedit.train.from_model import generator_from_model_dir
 from faceedit.train.train import load_checkpoint
 
 
 class EagerEditor:
     """edit(crops_u8 [N,S,S,3] RGB, target [N,A], mask [N,A]) -> edited crops, uint8 [N,S,S,3]."""
 
-    def __init__(self, checkpoint, device: str = "cpu", dtype: str = "fp32", cuda_graphs: bool = False):
-        model, state = load_checkpoint(checkpoint)
+    def __init__(self, checkpoint=None, device: str = "cpu", dtype: str = "fp32", cuda_graphs: bool = False,
+                 model_dir=None):
+        """checkpoint: a training checkpoint; or model_dir: the exported directory's own weights, rebuilt as
+        PyTorch modules (faceedit.train.from_model), so a fresh clone has a baseline without any checkpoint."""
+        if model_dir is not None:
+            model, manifest = generator_from_model_dir(model_dir)
+            self.step = (manifest.get("checkpoint") or {}).get("step")
+        else:
+            model, state = load_checkpoint(checkpoint)
+            self.step = state.get("step")
         self.cfg = model.cfg
-        self.step = state.get("step")
         self.device = torch.device(device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         self.encoder = model.encoder.to(self.device, self.dtype).eval()

@@ -37,7 +37,7 @@ def load_time(model_path, repeats: int = 3) -> dict:
     """Seconds to a usable editor in this process: manifest verified (sha256), backend chosen, graphs
     loaded and the first batch-1 edit done (best of `repeats`; on-disk caches warm after the first)."""
     from faceedit.engine.editor import Editor
-    from faceedit.engine.model import ModelInfo
+    from faceedit.core.model_dir import ModelInfo
 
     times, manifest_s, first = [], [], None
     for _ in range(repeats):

@@ -56,14 +56,16 @@ def add_ratios(configs: list[dict], flops: dict, peaks: dict):
 
 
 def eager_configs(eager_module, checkpoint, info, work, plan, log) -> tuple[list[dict], dict, dict]:
-    """PyTorch eager from the checkpoint: (configs, absent, outputs at batch 2 for parity)."""
+    """PyTorch eager from the checkpoint, or (checkpoint None) from the model directory's own weights:
+    (configs, absent, outputs at batch 2 for parity)."""
     run, absent = eager_module.variants()
     configs, outputs = [], {}
     for name, kwargs in run.items():
         if plan.backends and not any(name.startswith(b) for b in plan.backends):
             continue
         t0 = time.perf_counter()
-        ed = eager_module.EagerEditor(checkpoint, **kwargs)
+        ed = (eager_module.EagerEditor(checkpoint, **kwargs) if checkpoint
+              else eager_module.EagerEditor(model_dir=info.path, **kwargs))
         load_s = time.perf_counter() - t0
         if ed.image_size != info.image_size or ed.attributes != list(info.attribute_names):
             raise ValueError(f"checkpoint {checkpoint} does not match model directory {info.path} "
@@ -79,6 +81,7 @@ def eager_configs(eager_module, checkpoint, info, work, plan, log) -> tuple[list
                         "graph": "eager", "device": "gpu" if kwargs.get("device") == "cuda" else "cpu",
                         "peak_precision": kwargs.get("dtype", "fp32"), "engine": False, "load_s": round(load_s, 3),
                         "checkpoint_step": ed.step, "model_dir_step": exported_step,
+                        "weights_from": str(checkpoint) if checkpoint else f"{info.path} (rebuilt from its graphs)",
                         "threads": eager_module.torch_threads(),
                         "batches": time_batches(call, plan.batches, plan.budget, log, name)})
         del ed, call

@@ -12,7 +12,7 @@ ALL_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 @dataclass
 class Plan:
     model: str | Path | None = None          # model directory, name, or None for the shipped default
-    checkpoint: Path | None = None           # for the PyTorch-eager baseline; None: baseline absent
+    checkpoint: Path | None = None           # for the PyTorch-eager baseline; None: the model directory's own weights
     mode: str = "full"                       # full | quick | tiny
     batches: tuple[int, ...] = ALL_BATCHES
     backends: tuple[str, ...] | None = None  # None: every backend installed here (+ pytorch, openvino-raw)

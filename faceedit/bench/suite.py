@@ -1,5 +1,5 @@
 """One benchmark run, start to finish, torch-free. The PyTorch-eager baseline comes in as a module
-(faceedit.bench.eager, passed by the CLI when torch and a checkpoint are there); nothing here imports it."""
+(faceedit.bench.eager, passed by the CLI when torch is installed); nothing here imports it."""
 from __future__ import annotations
 
 import gc
@@ -33,7 +33,7 @@ def model_flops(info) -> dict:
 
 def run(plan: Plan, eager_module=None, log=print) -> dict:
     """Everything the plan asks for; returns the result dict (schema faceedit-bench-1)."""
-    from faceedit.engine.model import ModelInfo
+    from faceedit.core.model_dir import ModelInfo
 
     t_start = time.perf_counter()
     info = ModelInfo.load(plan.model)
@@ -81,8 +81,7 @@ def measure_offline(info, work, plan, eager_module, result, log):
     """PyTorch eager, every engine configuration, raw OpenVINO: result["configs"] and the best offline one."""
     configs, eager_out, absent = [], {}, result["absent"]
     if eager_module is None:
-        absent["pytorch-eager/fp32"] = ("baseline absent: no checkpoint given (--checkpoint CKPT)" if not plan.checkpoint
-                                        else "baseline absent: torch is not installed")
+        absent["pytorch-eager/fp32"] = "baseline absent: torch is not installed (pip install 'faceedit[train]')"
     elif plan.backends is None or any(b.startswith("pytorch") for b in plan.backends):
         cfgs, why, eager_out = offline.eager_configs(eager_module, plan.checkpoint, info, work, plan, log)
         configs += cfgs

@@ -33,7 +33,7 @@ def evaluate(result: dict) -> list[dict]:
                            f"{best_b1['name']} {_b1(best_b1)['p50_ms']:.3g} ms vs eager {_b1(eager)['p50_ms']:.3g} ms p50"))
     else:
         out.append(_target("batch-1 crop edit vs PyTorch eager", ">= 4x", None, "x", None,
-                           "baseline absent (no checkpoint or no torch)" if not eager else "engine not measured"))
+                           "baseline absent (no torch)" if not eager else "engine not measured"))
 
     # 2. ... and no slower than OpenVINO's best precision run directly on the same files
     raw = [c for c in configs if c["backend"] == "openvino-raw" and _b1(c)]

@@ -1,6 +1,6 @@
 """`faceedit bench`: latency and throughput of every way to run the model here, in one process, against
-PyTorch eager from the checkpoint. Thin: the measuring lives in faceedit.bench (torch-free) and
-faceedit.bench.eager (the baseline, imported only when torch is installed and a checkpoint is given)."""
+PyTorch eager of the same weights. Thin: the measuring lives in faceedit.bench (torch-free) and
+faceedit.bench.eager (the baseline, imported only when torch is installed)."""
 from __future__ import annotations
 
 import importlib.util
@@ -38,12 +38,11 @@ def parse_backends(text: str | None) -> tuple[str, ...] | None:
 
 
 def eager_module(checkpoint: Path | None):
-    """faceedit.bench.eager when a checkpoint is given and torch is installed, else None."""
-    if checkpoint is None:
-        return None
-    if not checkpoint.is_file():
+    """faceedit.bench.eager when torch is installed (the baseline: the checkpoint's weights, or without one
+    the model directory's own, rebuilt as PyTorch modules), else None."""
+    if checkpoint is not None and not checkpoint.is_file():
         raise UserError(f"checkpoint not found: {checkpoint}")
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
         return None
     from faceedit.bench import eager
     return eager
@@ -53,17 +52,18 @@ def register(app: typer.Typer):
     @app.command("bench")
     @friendly
     def bench(model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
-              checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint the model was exported from: the PyTorch-eager baseline (needs torch). Without it the baseline is reported absent."),
+              checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint the model was exported from, for the PyTorch-eager baseline. Default: the model directory's own weights rebuilt as PyTorch modules (needs the [train] extra: torch, onnx)."),
               quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and shorter timings (under 2 minutes)."),
               batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,8,32)."),
               out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for MACHINE-KIND.json / .png / .md (the latest run per machine kind)."),
               backends: Optional[str] = typer.Option(None, "--backends", help="Only these, comma-separated: pytorch, openvino-raw and engine backends (onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt, tensorrt)."),
               tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long smoke run (the test suite's)."),
-              save: bool = typer.Option(True, "--save/--no-save", help="Write the result files.")):
+              save: bool = typer.Option(True, "--save/--no-save", help="Write the result files."),
+              json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole result as JSON to this file (even with --no-save).")):
         """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, a 1-MP photo end to end and a
         cold `faceedit run`, against PyTorch eager and the machine's measured peak; print targets pass/miss.
 
-        Example: faceedit bench --model faceedit/models/default --checkpoint runs/celeba64/best.pt
+        Example: faceedit bench --quick
         """
         from rich.console import Console
 
@@ -79,6 +79,8 @@ def register(app: typer.Typer):
         eager = eager_module(checkpoint)
         result = run(plan, eager_module=eager, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
         report.print_report(result, console)
+        if json_path is not None:
+            console.print(f"wrote {results.write_json(json_path, result)}")
         if save:
             stem = result["machine"]["kind"] + ("" if mode == "full" else f"-{mode}")
             json_path = results.write_json(out / f"{stem}.json", result)

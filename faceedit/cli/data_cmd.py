@@ -12,6 +12,10 @@ from faceedit.cli.errors import fail, friendly
 app = typer.Typer(no_args_is_help=True, help="Validate a CelebA-layout folder or draw synthetic faces.")
 
 
+def register(parent: typer.Typer):
+    parent.add_typer(app, name="data")
+
+
 @app.command("check")
 @friendly
 def check(data: Path = typer.Argument(..., help="Folder in CelebA's layout, e.g. ../shared/celeba."),

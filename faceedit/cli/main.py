@@ -1,28 +1,27 @@
-"""The `faceedit` command. Each room adds its commands from its own small module; imports stay lazy so
-`faceedit run` never pays for torch."""
+"""The `faceedit` command. Every command lives in its own small module, faceedit/cli/NAME_cmd.py, with a
+register(app) function: this file finds them (a registry, rembg-style), so adding a command is adding a file.
+Command modules import their heavy packages inside the command, so `faceedit run` never pays for torch."""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import typer
 
 from faceedit import __version__
-from faceedit.cli import data_cmd
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", no_args_is_help=True,
                   help="Infer, reconstruct and edit face attributes with a conditional VAE-GAN.")
-app.add_typer(data_cmd.app, name="data")
+
+
+def command_modules() -> list[str]:
+    import faceedit.cli as package
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_cmd"))
 
 
 def _register():
-    # Modules that may be missing while a room is being built are skipped, never half-registered.
-    import importlib
-    for mod in ("train_cmd", "export_cmd", "run_cmd", "bench_cmd"):
-        try:
-            m = importlib.import_module(f"faceedit.cli.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"faceedit.cli.{mod}":
-                raise
-            continue
-        m.register(app)
+    for name in command_modules():
+        importlib.import_module(f"faceedit.cli.{name}").register(app)
 
 
 @app.callback(invoke_without_command=True)
@@ -33,3 +32,7 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 _register()
+
+
+if __name__ == "__main__":
+    app()

@@ -13,6 +13,7 @@ _EXPORTS = {
     "Editor": "faceedit.engine.editor",
     "DynamicBatcher": "faceedit.engine.batcher",
     "PhotoEditor": "faceedit.engine.photo",
+    "EditRequest": "faceedit.engine.request",
     "EngineError": "faceedit.engine.errors",
     "BackendUnavailable": "faceedit.engine.errors",
     "ImageError": "faceedit.engine.errors",

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceedit.core.attributes import decoder_value, resolve
+from faceedit.core.attributes import decoder_value
 from faceedit.engine import tensors
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
-from faceedit.engine.model import ModelInfo
+from faceedit.engine.request import EditRequest
+from faceedit.core.model_dir import ModelInfo
 from faceedit.core.implied import apply_implied, implied_changes
 from faceedit.core.strength import auto_multipliers, pushable
 
-VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
 MAX_BATCH = 32             # rows per backend call: bounds memory; the batcher never sends more
 
 
@@ -63,8 +63,9 @@ class Editor:
     def load(cls, model=None, backend: str = "auto", precision: str = "auto", threads: int = 0,
              verify: bool = True, cache: bool = True, auto_strength: bool = True, implied: bool = True) -> "Editor":
         """model: a model directory, a model name, or None for the shipped default. backend: auto or a name
-        from faceedit.engine.backends.NAMES. precision: auto (the fastest variant the export accepted within
-        its accuracy budget for that backend: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32), or
+        from faceedit.engine.backends.NAMES. precision: auto (the backend's preferred variant among those the
+        export accepted within its accuracy budget: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32;
+        int8 only when asked for), or
         fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it. auto_strength: False renders
         every edit at its attribute's gain even where the model has auto strength. implied: False sets only the
         attributes named, even where the model has implied rules."""
@@ -120,27 +121,15 @@ class Editor:
                 + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else ""))
 
     # ---- attribute vectors -------------------------------------------------------------------------
-    def change_vectors(self, changes: dict | None) -> tuple[np.ndarray, np.ndarray]:
-        """{"young": 1, "smiling": 0.3} -> (target [A], mask [A]). Unknown names and values outside -1..2
-        raise EngineError with a one-line message."""
-        a = len(self.attribute_names)
-        target, mask = np.zeros(a, np.float32), np.zeros(a, np.float32)
-        changes = dict(changes or {})
-        try:
-            names = resolve(list(changes), self.attribute_names) if changes else []
-        except ValueError as e:
-            raise EngineError(str(e)) from None
-        for requested, name in zip(changes, names):
-            try:
-                v = float(changes[requested])
-            except (TypeError, ValueError):
-                raise EngineError(f"value for {requested} must be a number, got {changes[requested]!r}") from None
-            if not (VALUE_RANGE[0] <= v <= VALUE_RANGE[1]) or v != v:
-                raise EngineError(f"value {v:g} for {requested} is out of range: use 0 (off) .. 1 (on), "
-                                  f"or {VALUE_RANGE[0]:g} .. {VALUE_RANGE[1]:g} to extrapolate")
-            i = self.attribute_names.index(name)
-            target[i], mask[i] = v, 1.0
-        return target, mask
+    def request(self, changes) -> EditRequest:
+        """{"young": 1, "smiling": 0.3} (or an EditRequest) -> the EditRequest every edit method takes: names
+        matched and values checked once. Unknown names and values outside -1..2 raise EngineError."""
+        return EditRequest.resolve(changes, self.attribute_names)
+
+    def change_vectors(self, changes) -> tuple[np.ndarray, np.ndarray]:
+        """(target [A], mask [A]) of request(changes)."""
+        r = self.request(changes)
+        return r.target, r.mask
 
     # ---- the model, on tensors -----------------------------------------------------------------------
     def run_edit(self, x: np.ndarray, target: np.ndarray, mask: np.ndarray):

@@ -89,12 +89,12 @@ class Outcome:
     error: Exception | None = None
 
 
-def run_jobs(photo_editor, jobs: list[Job], changes: dict, which="largest", aligned=False, raw=False,
+def run_jobs(photo_editor, jobs: list[Job], changes, which="largest", aligned=False, raw=False,
              max_pixels: int = DEFAULT_MAX_PIXELS, write: bool = True):
     """Yield an Outcome per job, in order. Each chunk of photos is read and prepared in parallel, edited in
     one batch, then written. A failing photo fails alone (its Outcome has the error); nothing is written
-    for it."""
-    photo_editor.editor.change_vectors(changes)  # bad names/values fail before any file is read
+    for it. changes: a dict or an EditRequest."""
+    changes = photo_editor.editor.request(changes)  # bad names/values fail before any file is read
     pool = ThreadPoolExecutor(max_workers=min(cpu_cores(), CHUNK))
 
     def prepare(job):

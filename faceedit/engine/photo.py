@@ -100,10 +100,11 @@ class PhotoEditor:
     def prepare(self, photo: Photo, which="largest", aligned: bool = False):
         return self._crops(photo, which, aligned)
 
-    def edit(self, photos: list[Photo], changes: dict, which="largest", aligned: bool = False,
+    def edit(self, photos: list[Photo], changes, which="largest", aligned: bool = False,
              raw: bool = False, prepared: list | None = None) -> list[PhotoEdit]:
         """Edit every chosen face of every photo in one batch; the inputs are not modified. prepared: the
-        result of prepare() per photo, when the caller already found the faces."""
+        result of prepare() per photo, when the caller already found the faces. changes: a dict or an
+        EditRequest (Editor.request)."""
         target, mask = self.editor.change_vectors(changes)
         jobs = prepared if prepared is not None else [self.prepare(p, which, aligned) for p in photos]
         flat = [j for per in jobs for j in per]

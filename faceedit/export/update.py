@@ -8,7 +8,8 @@ from pathlib import Path
 
 from faceedit.core.attributes import edit_gains
 from faceedit.export import ExportError, _read_eval, load_eval_json
-from faceedit.core.manifest import decoder_fingerprint, load_manifest, write_manifest
+from faceedit.core.manifest import decoder_fingerprint, write_manifest
+from faceedit.core.model_dir import ModelInfo
 from faceedit.core.implied import MIN_SHARE, derive_rules, rule_table
 from faceedit.core.strength import top_multipliers
 
@@ -63,8 +64,8 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     given with it must have measured the new rules."""
     from faceedit.train.evaluate import best_tops
     model_dir = Path(model_dir)
-    manifest = load_manifest(model_dir)
-    names = [a["name"] for a in manifest["attributes"]]
+    info = ModelInfo.load(model_dir)
+    manifest, names = info.manifest, info.attribute_names
     if implied_for is not None:
         if implied_for:
             rules, n_train = implied_rules(implied_data, names, list(implied_for))
@@ -111,5 +112,5 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "
             f"{manifest['eval']['edit_success_mean13']:.1%}")
     write_manifest(model_dir, manifest)
-    load_manifest(model_dir)
+    ModelInfo.load(model_dir)  # the engine's own reader accepts what was written
     return manifest

@@ -124,13 +124,26 @@ def calibrate(model: CVAEGAN, biases: dict, images: torch.Tensor, batch: int = 2
         bn.bias.data.copy_(mean.float() + biases[name])
 
 
+def generator_from_model_dir(model_dir) -> tuple[CVAEGAN, dict]:
+    """(model in eval mode, manifest): the exported weights as PyTorch modules, with no data needed. Each BN
+    is an identity that adds the folded bias, so eval mode computes exactly what the graphs compute (the
+    benchmark's PyTorch-eager baseline of a model directory). For training, checkpoint_from_model also
+    calibrates the BN statistics on real faces."""
+    from faceedit.core.model_dir import ModelInfo
+    manifest = ModelInfo.load(model_dir).manifest
+    weights = onnx_weights(Path(model_dir), manifest)
+    model = CVAEGAN(model_config(manifest, weights))
+    load_folded(model, weights)
+    return model.eval(), manifest
+
+
 def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print) -> Path:
     """Writes OUT_DIR/last.pt (what `train --resume` continues from); returns its path."""
-    from faceedit.core.manifest import load_manifest
+    from faceedit.core.model_dir import ModelInfo
     from faceedit.train.data import ImageCache, load_celeba
     from faceedit.train.train import atomic_save, to_tensor
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    manifest = load_manifest(model_dir)
+    manifest = ModelInfo.load(model_dir).manifest
     weights = onnx_weights(model_dir, manifest)
     cfg = model_config(manifest, weights)
     model = CVAEGAN(cfg)

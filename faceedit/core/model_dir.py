@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceedit.core.attributes import edit_gains
-from faceedit.engine.errors import ModelError
+from faceedit.core.manifest import ManifestError as ModelError
 from faceedit.core.manifest import load_manifest
 from faceedit.core.implied import rule_table
 from faceedit.core.strength import top_multipliers

@@ -1,0 +1,43 @@
+"""`faceedit export-update`: change an exported model's editing settings and figures (manifest.json only)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+
+def register(app: typer.Typer):
+    @app.command("export-update")
+    @friendly
+    def export_update(model: Path = typer.Option(..., "--model", help="An exported model directory (its manifest.json is rewritten atomically)."),
+                      auto_strength_from: Optional[Path] = typer.Option(None, "--auto-strength-from", help="A validation sweep of this directory (`faceedit eval --model DIR --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the auto strength top with the best net effect there."),
+                      auto_strength_note: str = typer.Option("", "--auto-strength-note", help="How auto strength was chosen (recorded in the manifest)."),
+                      eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="A `faceedit eval` JSON of this directory, with its current settings, whose summary goes into the manifest."),
+                      implied_for: Optional[str] = typer.Option(None, "--implied-for", help="Attributes (comma-separated) whose edits also set what every training face with that value has (faceedit.core.implied); '' removes the rules. Needs --implied-data."),
+                      implied_data: Optional[Path] = typer.Option(None, "--implied-data", help="The dataset (CelebA layout) whose train-split labels the implied rules come from."),
+                      implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest).")):
+        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
+
+        Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
+        """
+        if auto_strength_from is None and eval_json is None and implied_for is None:
+            raise UserError("nothing to update: give --auto-strength-from, --implied-for and/or --eval-json")
+        implied = None if implied_for is None else [a.strip() for a in implied_for.split(",") if a.strip()]
+        if implied and implied_data is None:
+            raise UserError("--implied-for needs --implied-data: the dataset whose train labels the rules come from")
+        try:
+            from faceedit.export.update import update_model
+        except ImportError as e:  # the export package needs the [train] extra
+            raise UserError(f"export-update needs the export stage's packages ({e.name} missing): "
+                            "pip install 'faceedit[train]'") from None
+        from faceedit.export import ExportError
+        from faceedit.core.manifest import ManifestError
+        try:
+            update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
+                         implied_for=implied, implied_data=implied_data, implied_note=implied_note)
+        except (ExportError, ManifestError) as e:
+            raise UserError(str(e)) from None
+        typer.echo(f"updated {model / 'manifest.json'}")

@@ -1,0 +1,39 @@
+"""What the editing commands share: option help texts, loading the Editor, printing attributes."""
+from __future__ import annotations
+
+import typer
+
+MODEL_HELP = "Model directory or name (default: the shipped model)."
+BACKEND_HELP = "auto (the fastest available here), onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt."
+PRECISION_HELP = ("auto (the fastest variant the export accepted for that backend: bf16 on OpenVINO with a bf16 CPU, "
+                  "fp16 on GPUs, else fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it.")
+DETECTOR_MODEL_HELP = "YuNet face detector .onnx (OpenCV zoo) instead of Haar cascades."
+MAX_PIXELS_HELP = "Refuse images over this many megapixels (decompression bombs)."
+
+
+def load_editor(model, backend, precision, auto_strength=True, implied=True):
+    from faceedit.engine import Editor
+    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength, implied=implied)
+    typer.echo(f"model {editor.model.path} | backend {editor.selection} | {editor.describe()}", err=True)
+    return editor
+
+
+def attribute_lines(before: dict, after: dict | None, changed: set) -> list[str]:
+    width = max(len(n) for n in before)
+    lines = []
+    for name, p in before.items():
+        mark = "  <- set" if name in changed else ""
+        if after is None:
+            lines.append(f"  {name:<{width}}  {p:.3f}")
+        else:
+            lines.append(f"  {name:<{width}}  {p:.3f} -> {after[name]:.3f}{mark}")
+    return lines
+
+
+def face_dict(f, with_after: bool) -> dict:
+    d = {"box": list(f.box), "found": f.how, "attributes": {k: round(v, 5) for k, v in f.before.items()}}
+    if with_after:
+        d["attributes_after"] = {k: round(v, 5) for k, v in f.after.items()}
+        d["auto_strength"] = dict(f.pushed)  # attribute -> multiplier on its gain, for edits pushed harder
+        d["implied"] = dict(f.implied)       # attribute -> value the edit set because a set attribute implies it
+    return d

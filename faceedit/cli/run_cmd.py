@@ -13,7 +13,7 @@ from faceedit.cli.errors import UserError, friendly
 
 MODEL_HELP = "Model directory or name (default: the shipped model)."
 BACKEND_HELP = "auto, onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt."
-PRECISION_HELP = "auto (the backend's reference: fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it."
+PRECISION_HELP = "auto (bf16 on OpenVINO where the CPU has bf16 and the export accepted it, fp16 on GPUs where the model has it, else fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it."
 
 
 def _load(model, backend, precision, auto_strength=True, implied=True):

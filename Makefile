@@ -1,10 +1,11 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv first (idempotent).
+# The README's two commands: `make demo` and `make test` (`make test-fast` for the inner loop). All set up
+# .venv first (idempotent).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test setup setup-dev clean
+.PHONY: demo test test-fast setup setup-dev clean
 
 # Runtime only (no torch): what a user needs to edit photos with the shipped model.
 $(BIN)/faceedit: pyproject.toml
@@ -29,6 +30,10 @@ demo: $(BIN)/faceedit
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The inner loop: everything but the slow, browser and GPU tests (make test still runs them all).
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser and not gpu" tests
 
 clean:
 	rm -rf $(VENV) *.egg-info

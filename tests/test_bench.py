@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from faceedit.cli.main import app
 
+pytestmark = pytest.mark.slow  # exports a model and runs the benchmark
+
 
 @pytest.fixture(scope="module")
 def tiny_model(request, tiny_checkpoint, tmp_path_factory):

@@ -26,6 +26,8 @@ from faceedit.core.manifest import FORMAT_VERSION, ManifestError, load_manifest 
 runner = CliRunner()
 N_JUDGE_ATTR = 5
 
+pytestmark = pytest.mark.slow  # most tests share a full export (int8, OpenVINO): ~2 minutes on 2 cores
+
 
 def session(path):
     opts = ort.SessionOptions()
@@ -404,11 +406,16 @@ def test_rejected_variant_is_reported_not_written(tiny_checkpoint, tmp_path):
 
 # ---- TensorRT (the GPU parts skip here) ---------------------------------------------------------
 def test_tensorrt_names_and_profiles():
-    from faceedit.export.tensorrt import engine_filename, profile_shapes, timing_cache_filename
+    from faceedit.core.tensorrt_names import built_here, engine_filename, timing_cache_filename
+    from faceedit.export.tensorrt import profile_shapes
     assert engine_filename("decoder", "10.3.0.26", "NVIDIA H100 80GB HBM3", "fp16") == \
         "decoder.trt-10.3-NVIDIA_H100_80GB_HBM3.fp16.engine"
     assert engine_filename("decoder", "10.3.0", "NVIDIA H100") != engine_filename("decoder", "10.4.0", "NVIDIA H100")
     assert timing_cache_filename("10.3.1", "NVIDIA A10G") == "trt-10.3-NVIDIA_A10G.timing.cache"
+    # the engine's backend recognises exactly the names the export writes for its machine
+    name = engine_filename("editor", "10.3.0.26", "NVIDIA H200")
+    assert built_here(name, "10.3.2", "NVIDIA H200") and not built_here(name, "10.4.0", "NVIDIA H200")
+    assert not built_here(name, "10.3.0", "NVIDIA H100")
     inputs = [{"name": "z", "dtype": "float32", "shape": ["N", 16, 8, 8]},
               {"name": "attributes", "dtype": "float32", "shape": ["N", 14]}]
     assert profile_shapes(inputs, 1, 8, 64) == {"z": ((1, 16, 8, 8), (8, 16, 8, 8), (64, 16, 8, 8)),
@@ -437,6 +444,7 @@ def test_tensorrt_missing_is_one_line_and_nonzero(tiny_checkpoint, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not _has_tensorrt_gpu(), reason="needs TensorRT and an NVIDIA GPU (none here)")
 def test_tensorrt_engines_build(exported, tmp_path):
     from faceedit.export.tensorrt import build_all

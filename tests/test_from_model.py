@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_rebuilt_checkpoint_matches_the_graphs_and_resumes(tiny_model_dir, tiny_checkpoint, synth_data, tmp_path):
     import onnxruntime as ort
 

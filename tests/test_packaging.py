@@ -8,10 +8,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from faceedit.core.manifest import MANIFEST_NAME, iter_files, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "faceedit" / "models" / "default"
+
+pytestmark = pytest.mark.slow  # builds a wheel
 
 
 def test_wheel_carries_and_runs_the_default_model(tmp_path):

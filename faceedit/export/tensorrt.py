@@ -1,36 +1,15 @@
 """TensorRT engines from the exported ONNX graphs (`faceedit export --tensorrt`).
 
-An engine only runs on the GPU model and TensorRT version that built it, so both are in its file name
-(`decoder.trt-10.3-NVIDIA_H100.fp16.engine`): a runtime that looks for its own name never loads a stale
-engine. Builds share a timing cache file per (TensorRT, GPU) so re-exports are fast."""
+Engine file names come from faceedit.core.tensorrt_names (shared with the engine's backend). Builds share a timing cache file per (TensorRT, GPU) so re-exports are fast."""
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from pathlib import Path
+
+from faceedit.core.tensorrt_names import engine_filename, nvidia_smi_gpu_name, timing_cache_filename
 
 
 class TensorRTUnavailable(RuntimeError):
     """No TensorRT or no NVIDIA GPU here; one line for the user."""
-
-
-def gpu_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'NVIDIA_H100_80GB_HBM3' (safe in a file name, still readable)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", name.strip()).strip("_") or "unknown_gpu"
-
-
-def short_version(version: str) -> str:
-    """'10.3.0.26' -> '10.3': engines are portable across patch releases, not minor ones."""
-    return ".".join(version.split(".")[:2])
-
-
-def engine_filename(graph: str, trt_version: str, gpu_name: str, precision: str = "fp16") -> str:
-    return f"{graph}.trt-{short_version(trt_version)}-{gpu_slug(gpu_name)}.{precision}.engine"
-
-
-def timing_cache_filename(trt_version: str, gpu_name: str) -> str:
-    return f"trt-{short_version(trt_version)}-{gpu_slug(gpu_name)}.timing.cache"
 
 
 def profile_shapes(inputs: list[dict], min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64) -> dict:
@@ -54,17 +33,7 @@ def gpu_name() -> str | None:
             return torch.cuda.get_device_name(0)
     except Exception:
         pass
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=20)
-            names = [l.strip() for l in out.stdout.splitlines() if l.strip()]
-            if out.returncode == 0 and names:
-                return names[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return None
+    return nvidia_smi_gpu_name()
 
 
 def check_available() -> tuple[object, str]:

@@ -5,32 +5,13 @@ name, so this backend loads only engines named for this machine and says so othe
 own execution context and stream (contexts are not thread-safe); device buffers grow to the largest batch."""
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import threading
 
 import numpy as np
 
+from faceedit.core.tensorrt_names import built_here, nvidia_smi_gpu_name
 from faceedit.engine.backends.base import Backend, Graph
 from faceedit.engine.errors import BackendUnavailable
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text.strip()).strip("_")
-
-
-def _gpu_name() -> str | None:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    names = [l.strip() for l in out.stdout.splitlines() if l.strip()]
-    return names[0] if out.returncode == 0 and names else None
 
 
 def _cudart():
@@ -108,7 +89,7 @@ class TensorRTNative(Backend):
             _cudart()
         except ImportError:
             return False, "needs the tensorrt and cuda-python packages (pip install 'faceedit[gpu]' cuda-python)"
-        if not _gpu_name():
+        if not nvidia_smi_gpu_name():
             return False, "no NVIDIA GPU found (nvidia-smi)"
         return True, ""
 
@@ -118,9 +99,8 @@ class TensorRTNative(Backend):
 
     def _load(self, model, graph, precision, entry):
         import tensorrt as trt
-        gpu = _gpu_name() or "?"
-        want = f".trt-{'.'.join(trt.__version__.split('.')[:2])}-{_slug(gpu)}."
-        if want not in entry["path"]:
+        gpu = nvidia_smi_gpu_name() or "?"
+        if not built_here(entry["path"], trt.__version__, gpu):
             raise BackendUnavailable(f"the model's TensorRT engines ({entry['path']}) were built for another GPU or "
                                      f"TensorRT version than this {gpu} with TensorRT {trt.__version__}: "
                                      "re-export with `faceedit export --tensorrt` here")

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from faceedit.train.from_model import generator_from_model_dir
+from faceedit.train.model import edit
 from faceedit.train.train import load_checkpoint
 
 
@@ -41,11 +42,7 @@ class EagerEditor:
         return list(self.cfg.attributes)
 
     def _forward(self, x, target, mask):
-        mu, _ = self.encoder(x)
-        source = (torch.sigmoid(self.attribute_head(x)) > 0.5).to(x.dtype)
-        y = mask * target + (1 - mask) * source
-        both = self.decoder(torch.cat([mu, mu]), torch.cat([source, y]))
-        reconstruction, edited = both.chunk(2)
+        edited, reconstruction, _ = edit(self.encoder, self.attribute_head, self.decoder, x, target, mask)
         return (x + (edited - reconstruction)).clamp(-1, 1)
 
     def _graph_for(self, n: int):

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from faceedit.train.model import edit
+
 OPSET = 18  # >= 17 as the contract asks; 18 is the torch exporter's native opset (no version conversion)
 BATCH = "N"
 
@@ -55,21 +57,14 @@ class DecoderGraph(nn.Module):
 
 
 class EditorGraph(nn.Module):
-    """image, target, mask -> edited, reconstruction, probabilities (docs/model-directory.md)."""
+    """image, target, mask -> edited, reconstruction, probabilities (docs/model-directory.md): CVAEGAN.edit."""
 
     def __init__(self, model):
         super().__init__()
         self.encoder, self.head, self.decoder = model.encoder, model.attribute_head, model.decoder
 
     def forward(self, image, target, mask):
-        mu, _ = self.encoder(image)
-        probabilities = torch.sigmoid(self.head(image))
-        source = (probabilities > 0.5).to(image.dtype)
-        y = mask * target + (1 - mask) * source
-        # one decoder pass over 2N rows instead of two passes: same maths, better batching
-        both = self.decoder(torch.cat([mu, mu], 0), torch.cat([y, source], 0))
-        n = image.shape[0]
-        return both[:n], both[n:], probabilities
+        return edit(self.encoder, self.head, self.decoder, image, target, mask)
 
 
 class JudgeGraph(nn.Module):

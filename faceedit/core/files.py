@@ -36,24 +36,9 @@ def usual_mode(fd: int):
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Temp file in the same folder, fsync, rename: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        usual_mode(fd)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
+    with atomic_path(path, suffix="") as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -61,13 +46,14 @@ def atomic_write_text(path, text: str) -> Path:
 
 
 @contextmanager
-def atomic_path(path, suffix: str = ""):
+def atomic_path(path, suffix: str | None = None):
     """For writers that want a path (torch.save, np.savez, PIL, cv2): yields a temporary path in the same
     folder, renamed onto `path` when the block ends without an error, removed otherwise. suffix: an ending
     the writer needs to pick its format (".png"); by default the target's own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (path.suffix if suffix is None else suffix),
+                               dir=path.parent)
     usual_mode(fd)
     os.close(fd)
     try:

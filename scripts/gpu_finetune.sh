@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fine-tune the CVAE-GAN on a CUDA machine from a carried bundle, several recipes at once on one GPU, and
-# send back the slim generator of the best validation checkpoints. What it needs (faceedit.train.bundle):
+# send back the slim generator of the best validation checkpoints. What it needs (`faceedit train bundle`):
 #   gpu/data      pack-data of the training set;  gpu/start.pt  slim checkpoint (generator + D) to resume
 #   gpu/judge.pt  the judge, so each run scores its checkpoints on validation as it goes
 # Usage: scripts/gpu_finetune.sh RESULT_DIR SECONDS [RECIPES]   (SECONDS of training per recipe, all at once)
@@ -8,11 +8,11 @@ set -uo pipefail
 RESULT=${1:?result folder}; SECS=${2:?seconds of training}
 EVAL_EVERY=${EVAL_EVERY:-500}; KEEP=${KEEP:-5}
 export PYTHONUNBUFFERED=1 FACEEDIT_CACHE=${FACEEDIT_CACHE:-/tmp/faceedit-cache}
-PY=${PYTHON:-python3}
+PY=${PYTHON:-python3}; FACEEDIT=${FACEEDIT:-faceedit}  # the interpreter and the command of the install to use
 mkdir -p "$RESULT" gpu/runs
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 $PY -c "import torch, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__)"
-$PY -m faceedit.train.bundle unpack-data --bundle gpu/data || exit 1
+$FACEEDIT train bundle unpack-data --bundle gpu/data || exit 1
 
 # One line per recipe in RECIPES: a name, then train options (all resume from gpu/start.pt, run together).
 RECIPES=${3:-scripts/gpu_recipes/round1.txt}
@@ -21,7 +21,7 @@ common="--data gpu/data --steps 1000000 --resume --judge gpu/judge.pt --eval-eve
 while read -r name options; do  # not a pipe: the trainings must be this shell's children for `wait`
   [ -n "$name" ] || continue
   mkdir -p gpu/runs/$name && cp gpu/start.pt gpu/runs/$name/last.pt
-  $PY -m faceedit.train.train $common $options --out gpu/runs/$name > gpu/runs/$name.log 2>&1 &
+  $PY -m faceedit.train $common $options --out gpu/runs/$name > gpu/runs/$name.log 2>&1 &
 done < <(grep -v '^#' "$RECIPES")
 sleep 45; tail -n 2 gpu/runs/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
 wait

@@ -1,4 +1,4 @@
-"""Carrying training to another machine: the packed data set and the slim checkpoint (faceedit.train.bundle)."""
+"""Carrying training to another machine: the packed data set and the slim checkpoint (`faceedit train bundle`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import tiny_config  # noqa: E402
-from faceedit.train.bundle import main as bundle_main, pack_data, slim_checkpoint, unpack_data  # noqa: E402
+from faceedit.train.bundle import pack_data, slim_checkpoint, unpack_data  # noqa: E402
+from faceedit.train.checkpoint import load_checkpoint  # noqa: E402
 from faceedit.train.data import ImageCache, load_celeba  # noqa: E402
-from faceedit.train.train import Trainer, load_checkpoint  # noqa: E402
+from faceedit.train.train import Trainer  # noqa: E402
 
 
 def test_packed_data_trains_without_the_photos_and_matches_the_crops(synth_data, tmp_path):
@@ -78,7 +79,30 @@ def test_load_checkpoint_refuses_missing_generator_weights(tiny_checkpoint, tmp_
         load_checkpoint(tmp_path / "broken.pt")
 
 
-def test_bundle_command_errors_are_one_line(tmp_path, capsys):
-    assert bundle_main(["pack-data", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: data folder not found") and "\n" not in err
+def test_bundle_command_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from faceedit.cli.main import app
+    r = CliRunner().invoke(app, ["train", "bundle", "pack-data", "--data", str(tmp_path / "nowhere"),
+                                 "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and r.output.startswith("error: data folder not found"), r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+    torch.save({"step": 1}, tmp_path / "junk.pt")  # a .pt, but no training checkpoint
+    r = CliRunner().invoke(app, ["train", "bundle", "slim", "--checkpoint", str(tmp_path / "junk.pt"),
+                                 "--out", str(tmp_path / "slim.pt")])
+    assert r.exit_code == 2 and "is not a faceedit checkpoint" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "slim.pt").exists()
+
+
+def test_bundle_commands_pack_unpack_and_slim(synth_data, tiny_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceedit.cli.main import app
+    run = lambda *args: CliRunner().invoke(app, ["train", "bundle", *args])  # noqa: E731
+    r = run("pack-data", "--data", str(synth_data), "--out", str(tmp_path / "b"), "--max-val", "4")
+    assert r.exit_code == 0 and f"packed {len(load_celeba(synth_data).split_indices('train')) + 4} faces" in r.output
+    r = run("unpack-data", "--bundle", str(tmp_path / "b"))
+    assert r.exit_code == 0 and "crops decoded into" in r.output
+    r = run("slim", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "s.pt"), "--generator-only")
+    assert r.exit_code == 0, r.output
+    assert not any(k.startswith("discriminator.") for k in torch.load(tmp_path / "s.pt", weights_only=True)["model"])

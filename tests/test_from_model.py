@@ -1,4 +1,4 @@
-"""checkpoint-from-model: an exported directory back into a training checkpoint that computes what its graphs
+"""`faceedit train from-model`: an exported directory back into a training checkpoint that computes what its graphs
 compute, and that `train --resume` continues from with a fresh discriminator."""
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ def test_rebuilt_checkpoint_matches_the_graphs_and_resumes(tiny_model_dir, tiny_
 
     from faceedit.cli.main import app
     from faceedit.train.data import ImageCache, load_celeba
-    from faceedit.train.train import Trainer, load_checkpoint
+    from faceedit.train.checkpoint import load_checkpoint
+    from faceedit.train.train import Trainer
     from tests.conftest import tiny_config
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["checkpoint-from-model", "--model", str(tiny_model_dir), "--data", str(synth_data),
+    r = CliRunner().invoke(app, ["train", "from-model", "--model", str(tiny_model_dir), "--data", str(synth_data),
                                  "--out", str(run), "--faces", "64"])
     assert r.exit_code == 0, r.output
     model, state = load_checkpoint(run / "last.pt")
@@ -58,6 +59,6 @@ def test_checkpoint_from_model_refuses_bad_input_in_one_line(synth_data, tmp_pat
     from faceedit.cli.main import app
     for args in (["--model", str(tmp_path / "nope"), "--data", str(synth_data)],
                  ["--model", "faceedit/models/default", "--data", str(tmp_path / "nodata")]):
-        r = CliRunner().invoke(app, ["checkpoint-from-model", *args, "--out", str(tmp_path / "run")])
+        r = CliRunner().invoke(app, ["train", "from-model", *args, "--out", str(tmp_path / "run")])
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         assert not (tmp_path / "run" / "last.pt").exists()

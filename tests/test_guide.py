@@ -44,7 +44,7 @@ def test_train_guide_cli_refuses_missing_data_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
     from faceedit.cli.main import app
-    r = CliRunner().invoke(app, ["train-guide", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "g.pt")])
+    r = CliRunner().invoke(app, ["train", "guide", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "g.pt")])
     assert r.exit_code != 0 and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1 and "nowhere" in r.output
     assert not (tmp_path / "g.pt").exists()

@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import tiny_config  # noqa: E402
-from faceedit.train.train import Trainer, atomic_save, load_checkpoint  # noqa: E402
+from faceedit.train.checkpoint import atomic_save, load_checkpoint  # noqa: E402
+from faceedit.train.train import Trainer  # noqa: E402
 
 
 def run_steps(cfg, resume=False):
@@ -44,12 +45,26 @@ def test_checkpoint_loads_weights_only_and_restores_the_model(tiny_checkpoint):
     assert out.shape == (2, 3, 64, 64) and out.abs().max() <= 1
 
 
+def test_checkpoint_format_is_the_one_earlier_runs_wrote(tiny_checkpoint):
+    """Checkpoints written before the config and checkpoint code moved (format 1) hold exactly these keys, and
+    their config rebuilds a TrainConfig; a change here breaks every saved run."""
+    from dataclasses import fields
+
+    from faceedit.train.config import TrainConfig
+    state = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    assert set(state) == {"format", "config", "model_config", "model", "opt_g", "opt_d", "step", "best", "best_by",
+                          "teacher", "rng"}
+    assert set(state["config"]) == {f.name for f in fields(TrainConfig)}
+    assert TrainConfig(**state["config"]).model_config().to_dict() == state["model_config"]
+    assert set(state["model_config"]) == {"image_size", "attributes", "z_channels", "width", "dec_width", "projection"}
+
+
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     atomic_save({"step": 1, "w": torch.ones(3)}, path)
 
-    def dies_midway(obj, fh, *a, **k):
-        fh.write(b"partial")
+    def dies_midway(obj, tmp, *a, **k):
+        open(tmp, "wb").write(b"partial")
         raise KeyboardInterrupt  # a kill during the write
     monkeypatch.setattr(torch, "save", dies_midway)
     with pytest.raises(KeyboardInterrupt):
@@ -61,7 +76,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 def test_kill_9_mid_training_leaves_a_loadable_checkpoint(synth_data, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "faceedit.train.train", "--data", str(synth_data), "--out", str(out),
+    cmd = [sys.executable, "-m", "faceedit.train", "--data", str(synth_data), "--out", str(out),
            "--steps", "400", "--batch-size", "8", "--width", "8", "--dec-width", "32", "--z-channels", "4",
            "--ckpt-every", "1", "--eval-every", "1000", "--threads", "1"]
     for delay in (0.0, 0.13, 0.31):
@@ -81,7 +96,7 @@ def test_kill_9_mid_training_leaves_a_loadable_checkpoint(synth_data, tmp_path):
 def test_ddp_two_cpu_processes(synth_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "faceedit.train.train", "--data", str(synth_data), "--out", str(out), "--steps", "3",
+           "-m", "faceedit.train", "--data", str(synth_data), "--out", str(out), "--steps", "3",
            "--batch-size", "4", "--width", "8", "--dec-width", "32", "--z-channels", "4", "--ckpt-every", "3",
            "--eval-every", "3", "--max-val", "8", "--threads", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -138,7 +153,7 @@ def test_learning_rate_decays_linearly_to_lr_final(synth_data, tmp_path):
 
 
 def test_classifier_augmentation_moves_pixels_within_range():
-    from faceedit.train.train import augment
+    from faceedit.train.augment import augment
     torch.manual_seed(0)
     x = torch.rand(16, 3, 64, 64) * 2 - 1
     a = augment(x)

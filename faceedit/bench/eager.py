@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from faceedit.train.checkpoint import load_checkpoint
 from faceedit.train.from_model import generator_from_model_dir
 from faceedit.train.model import edit
-from faceedit.train.train import load_checkpoint
 
 
 class EagerEditor:

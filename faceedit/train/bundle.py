@@ -8,13 +8,12 @@ them there.
 - Checkpoint: fp16 weights without optimizer state ("slim"). Training resumes from it with fresh Adam
   moments; eval and export load it like any checkpoint (a generator-only one too).
 
-  python -m faceedit.train.bundle pack-data --data ../shared/celeba --out gpu/data
-  python -m faceedit.train.bundle unpack-data --bundle gpu/data
-  python -m faceedit.train.bundle slim --checkpoint runs/x/best.pt --out gpu/start.pt [--generator-only]
+  faceedit train bundle pack-data --data ../shared/celeba --out gpu/data
+  faceedit train bundle unpack-data --bundle gpu/data
+  faceedit train bundle slim --checkpoint runs/x/best.pt --out gpu/start.pt [--generator-only]
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -78,46 +77,12 @@ def slim_checkpoint(src, dst, generator_only: bool = False):
     """fp16 weights, no optimizer state: what a GPU run starts from or sends back."""
     import torch
 
-    from faceedit.train.train import atomic_save
+    from faceedit.train.checkpoint import FORMAT, atomic_save
     state = torch.load(src, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{src} is not a faceedit checkpoint")
     keep = GENERATOR_PARTS if generator_only else GENERATOR_PARTS + ("discriminator.",)
     weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items() if k.startswith(keep)}
     slim = {k: state[k] for k in ("format", "config", "model_config", "step", "best", "best_by", "metrics") if k in state}
     slim["model"] = weights
     atomic_save(slim, Path(dst))
-
-
-def main(argv=None) -> int:
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m faceedit.train.bundle")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("pack-data")
-    a.add_argument("--data", required=True)
-    a.add_argument("--out", required=True)
-    a.add_argument("--image-size", type=int, default=64)
-    a.add_argument("--max-val", type=int, default=256)
-    a.add_argument("--quality", type=int, default=97)
-    a = sub.add_parser("unpack-data")
-    a.add_argument("--bundle", required=True)
-    a = sub.add_parser("slim")
-    a.add_argument("--checkpoint", required=True)
-    a.add_argument("--out", required=True)
-    a.add_argument("--generator-only", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "pack-data":
-            n = pack_data(args.data, args.out, args.image_size, args.max_val, args.quality)
-            print(f"packed {n} faces into {args.out}")
-        elif args.cmd == "unpack-data":
-            print(f"crops decoded into {unpack_data(args.bundle)}")
-        else:
-            slim_checkpoint(args.checkpoint, args.out, args.generator_only)
-            print(f"wrote {args.out}")
-    except (DataError, OSError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

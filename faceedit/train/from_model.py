@@ -6,10 +6,10 @@ b' = beta - m g/s), which cannot be undone exactly. It need not be: any BN whose
 folded conv's own output on real faces reproduces the graph in eval mode AND normalises the same way in
 train mode. So each BN gets running mean m and variance v of W'x measured on training faces, weight
 sqrt(v + eps) and bias m + b': eval gives (W'x - m) / sqrt(v + eps) * sqrt(v + eps) + m + b' = W'x + b'.
-The discriminator was never exported: it starts fresh (Trainer.load says so), as do Adam's moments.
+The discriminator was never exported: it starts fresh (checkpoint.resume says so), as do Adam's moments.
 
-    faceedit checkpoint-from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
-    python -m faceedit.train.train --data ../shared/celeba --out runs/ft --resume ...   # continues from it
+    faceedit train from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
+    faceedit train --data ../shared/celeba --out runs/ft --resume ...   # continues from it
 """
 from __future__ import annotations
 
@@ -141,7 +141,8 @@ def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print
     """Writes OUT_DIR/last.pt (what `train --resume` continues from); returns its path."""
     from faceedit.core.model_dir import ModelInfo
     from faceedit.train.data import ImageCache, load_celeba
-    from faceedit.train.train import atomic_save, to_tensor
+    from faceedit.train.augment import to_tensor
+    from faceedit.train.checkpoint import atomic_save
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     manifest = ModelInfo.load(model_dir).manifest
     weights = onnx_weights(model_dir, manifest)

@@ -20,9 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faceedit.core.attributes import DEFAULT_ATTRIBUTES
-from faceedit.train.judge import accuracy, classifier_data
+from faceedit.train.augment import augment, to_tensor
+from faceedit.train.checkpoint import atomic_save
+from faceedit.train.classifier import accuracy, classifier_data
 from faceedit.train.model import AttributeHead, EncoderTrunk, ModelConfig
-from faceedit.train.train import atomic_save, augment, to_tensor
 
 GUIDE_FORMAT = "faceedit-guide-1"
 
@@ -88,14 +89,3 @@ def load_guide(path) -> tuple[nn.Module, dict]:
     model = build_guide(len(state["attributes"]), state["image_size"], width)
     model.load_state_dict(state["model"])
     return model.eval(), state
-
-
-if __name__ == "__main__":
-    import argparse
-    p = argparse.ArgumentParser(description="Train the robust guide classifier (train split only).")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--eps", type=float, default=8 / 255)
-    a = p.parse_args()
-    train_guide(a.data, a.out, steps=a.steps, eps=a.eps)

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from faceedit.core.attributes import DEFAULT_ATTRIBUTES
-from faceedit.train.data import ImageCache, load_celeba
+from faceedit.train.augment import to_tensor
+from faceedit.train.checkpoint import atomic_save
+from faceedit.train.classifier import accuracy, classifier_data
 from faceedit.train.model import Judge
-from faceedit.train.train import atomic_save, to_tensor
 
 JUDGE_FORMAT = "faceedit-judge-1"
 
@@ -29,25 +30,6 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     gain = 1 + 0.2 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
     bias = 0.2 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
     return (x * gain + bias).clamp(-1, 1)
-
-
-@torch.no_grad()
-def accuracy(model, images, labels, idx, bs=256) -> np.ndarray:
-    model.eval()
-    hits = []
-    for i in range(0, len(idx), bs):
-        j = idx[i:i + bs]
-        p = torch.sigmoid(model(to_tensor(images[j]))) > 0.5
-        hits.append((p.numpy() == (labels[j] > 0.5)))
-    model.train()
-    return np.concatenate(hits).mean(0)
-
-
-def classifier_data(data, attributes, image_size):
-    """What an attribute classifier trains on: names, float labels, the cached crops, train and val indices."""
-    ds = load_celeba(data)
-    names, labels = ds.select(attributes)
-    return names, labels.astype(np.float32), ImageCache(ds, image_size).images, ds.split_indices("train"), ds.split_indices("val")
 
 
 def train_judge(data, out, attributes=DEFAULT_ATTRIBUTES, image_size=64, epochs=6, batch_size=64, lr=1e-3,
@@ -96,13 +78,3 @@ def load_judge(path) -> tuple[Judge, dict]:
     model = Judge(len(state["attributes"]), state["image_size"])
     model.load_state_dict(state["model"])
     return model.eval(), state
-
-
-if __name__ == "__main__":
-    import argparse
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=6)
-    a = p.parse_args()
-    train_judge(a.data, a.out, epochs=a.epochs)

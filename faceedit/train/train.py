@@ -20,9 +20,9 @@ One step:
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
 
-Checkpoints are plain state dicts + primitives (loadable with torch.load(weights_only=True)), written to a
-temporary file and renamed. Resume is exact: the data order of an epoch is a function of (seed, epoch), and
-the global RNG state is saved with the step.
+Every option is a field of TrainConfig (config.py, with its help). Checkpoints, resume and the generator's
+moving average live in checkpoint.py; the jitter of edits and reals in augment.py. Resume is exact: the data
+order of an epoch is a function of (seed, epoch), and the global RNG state is saved with the step.
 """
 from __future__ import annotations
 
@@ -31,9 +31,7 @@ import csv
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,71 +39,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from faceedit.core.attributes import DEFAULT_ATTRIBUTES
+from faceedit.train import checkpoint
+from faceedit.train.augment import augment, jitter, to_tensor
+from faceedit.train.checkpoint import atomic_save, load_checkpoint  # noqa: F401  (load_checkpoint: its old home)
+from faceedit.train.config import TrainConfig
 from faceedit.train.data import CelebA, ImageCache, load_celeba
-from faceedit.train.model import CVAEGAN, GENERATOR_PARTS, ModelConfig
-from faceedit.core.files import atomic_path
-
-
-@dataclass
-class TrainConfig:
-    data: str = ""
-    out: str = "runs/default"
-    image_size: int = 64
-    attributes: list[str] = field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
-    epochs: int = 20
-    steps: int = 0                 # if > 0, overrides epochs
-    batch_size: int = 64
-    lr: float = 2e-4
-    lr_final: float = 1.0          # learning rate at the end, as a fraction of lr (linear decay; see progress)
-    seed: int = 0
-    z_channels: int = 16
-    width: int = 64
-    dec_width: int = 256
-    w_pixel: float = 40.0
-    w_feature: float = 1.0
-    w_kl: float = 1e-3
-    kl_warmup: int = 1000
-    w_adv: float = 1.0
-    w_attr: float = 2.0
-    w_edit: float = 10.0
-    w_flip: float = 5.0            # extra weight on the attributes an edit changes (see flip_bce)
-    w_d_cls: float = 1.0
-    cls_aug: bool = False          # D's classifier and the attribute head learn from jittered reals (see augment)
-    cls_smooth: float = 0.0        # label smoothing of D's classifier targets
-    projection: bool = False       # D's real/fake logit conditioned on the attributes (projection D)
-    teacher_every: int = 100       # steps between refreshes of the frozen attribute-head snapshot
-    judge: str = ""                # judge checkpoint: choose best.pt by its edit success on validation
-    guide: str = ""                # robust guide checkpoint (faceedit.train.guide): a third, fixed edit classifier
-    flip_focus: list[str] = field(default_factory=list)  # attributes that get flip_focus_frac of the single flips
-    flip_focus_frac: float = 0.0
-    rare_boost: list[str] = field(default_factory=list)  # attributes whose positives fill rare_frac of each batch
-    rare_frac: float = 0.0
-    ema: float = 0.0               # decay of a moving average of the generator side (0: none); see save
-    implied_flips: bool = False    # single flips also set what the train labels imply (faceedit.core.implied)
-    d_warmup: int = 0              # steps after (re)starting in which only D trains (a fresh D after checkpoint-from-model)
-    judge_val: int = 256           # validation faces the judge scores
-    ckpt_every: int = 200
-    eval_every: int = 0            # 0: once per epoch
-    bf16: bool = True              # autocast on CPUs with AMX/AVX512-bf16 is ~2.5x faster here; GPUs too
-    device: str = "auto"           # auto (cuda when there is one), cpu, cuda
-    time_limit: float = 0          # seconds: stop (validate, checkpoint) once this much wall time is spent
-    threads: int = 0
-    cache_dir: str = ""
-    max_val: int = 512
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(self.image_size, list(self.attributes), self.z_channels, self.width, self.dec_width,
-                           self.projection)
-
-
-def to_tensor(batch_u8: np.ndarray, flip: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [-1, 1] (channels-last memory, which oneDNN convs prefer)."""
-    if flip is not None and flip.any():
-        batch_u8 = batch_u8.copy()
-        batch_u8[flip] = batch_u8[flip, :, ::-1]
-    x = torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=torch.channels_last)
+from faceedit.train.model import CVAEGAN
 
 
 def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[int] | None = None,
@@ -137,28 +76,6 @@ def flip_bce(logits: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -
     changed = (target != source).float()
     per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
     return (per_entry * changed).sum() / changed.sum().clamp_min(1.0)
-
-
-def jitter(x: torch.Tensor) -> torch.Tensor:
-    """Differentiable random per-sample shift (up to 4 px at 64x64), scale (+-8%) and horizontal flip."""
-    b = x.shape[0]
-    scale = 1 + 0.08 * (2 * torch.rand(b) - 1)
-    mirror = torch.where(torch.rand(b) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = scale * mirror, scale
-    theta[:, :, 2] = 0.125 * (2 * torch.rand(b, 2) - 1)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    return F.grid_sample(x.float(), grid, padding_mode="reflection", align_corners=False)
-
-
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Geometric jitter plus +-10% brightness and contrast, for the classifiers that guide edits: on 12k faces
-    they otherwise memorise the training set, and an edit that satisfies a memorising classifier does not
-    transfer to another one. Mild on colour, since hair colour and pale skin are attributes."""
-    b = x.shape[0]
-    gain = (1 + 0.1 * (2 * torch.rand(b, 1, 1, 1) - 1)).to(x.device)
-    shift = (0.1 * (2 * torch.rand(b, 1, 1, 1) - 1)).to(x.device)
-    return (jitter(x) * gain + shift).clamp(-1, 1).contiguous(memory_format=torch.channels_last)
 
 
 def kl_divergence(mu, logvar):
@@ -237,11 +154,11 @@ class Trainer:
         if cfg.ema:
             if not 0 < cfg.ema < 1:
                 raise ValueError(f"--ema must be in (0, 1), not {cfg.ema}")
-            self.start_ema()
+            self.ema = checkpoint.start_ema(self.model)
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
-            self.load(self.out / "last.pt")
+            checkpoint.resume(self, self.out / "last.pt")
         self.start_step = self.step
         self.gen, self.disc = self.model, self.model.discriminator
         if self.world > 1:  # gradients of the generator side and of D are averaged separately
@@ -349,39 +266,12 @@ class Trainer:
         for p in m.discriminator.parameters():
             p.requires_grad_(True)
         if self.ema is not None:
-            self.update_ema()
+            checkpoint.update_ema(self.ema, m, cfg.ema)
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
         named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         return {**dict(zip(named, values)), "lr": lr}
-
-    def generator_state(self) -> dict:
-        """Encoder, attribute head and decoder: what eval and export need (D is training-only)."""
-        return {k: v for k, v in self.model.state_dict().items() if k.startswith(GENERATOR_PARTS)}
-
-    def named_generator_parameters(self) -> dict:
-        # every name, shared ones too (the encoder and the attribute head share a trunk): each name the
-        # checkpoint carries must hold the average, or loading would put live weights back into the trunk
-        return {k: p for k, p in self.model.named_parameters(remove_duplicate=False) if k.startswith(GENERATOR_PARTS)}
-
-    def start_ema(self, saved: dict | None = None):
-        """The average starts from the current weights (or continues from a checkpoint's)."""
-        self.ema = {k: p.detach().clone() for k, p in self.named_generator_parameters().items()}
-        self.ema.update({k: v for k, v in (saved or {}).items() if k in self.ema})
-
-    @torch.no_grad()
-    def update_ema(self):
-        torch._foreach_lerp_(list(self.ema.values()), [p.detach() for p in self.named_generator_parameters().values()],
-                             1 - self.cfg.ema)
-
-    def ema_checkpoint(self) -> dict:
-        """The averaged generator as a generator-only checkpoint (loads like any). Only parameters are
-        averaged: BatchNorm statistics, running averages already, are the live model's."""
-        weights = {k: self.ema.get(k, v) for k, v in self.generator_state().items()}
-        return {"format": "faceedit-checkpoint-1", "config": asdict(self.cfg),
-                "model_config": self.cfg.model_config().to_dict(), "model": weights, "step": self.step,
-                "best": self.best, "best_by": self.best_by, "ema": self.cfg.ema}
 
     # ---- validation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -441,62 +331,6 @@ class Trainer:
         m.train()
         save_grid(torch.stack(cols, 1).float().cpu(), path, ["input", "recon"] + [a[:8] for a in self.attributes])
 
-    # ---- checkpoints ------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            "format": "faceedit-checkpoint-1",
-            "config": asdict(self.cfg),
-            "model_config": self.cfg.model_config().to_dict(),
-            "model": self.model.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "step": self.step,
-            "best": self.best,
-            "best_by": self.best_by,
-            "teacher": self.teacher.state_dict(),
-            "rng": torch.get_rng_state(),
-            **({"ema_weights": self.ema} if self.ema is not None else {}),
-        }
-
-    def save(self, name: str, metrics: dict | None = None):
-        if self.rank != 0:
-            return
-        state = self.state()
-        if metrics:
-            state["metrics"] = metrics
-        atomic_save(state, self.out / name)
-
-    def load(self, path: Path):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
-        # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments;
-        # a generator-only checkpoint (bundle slim --generator-only, checkpoint-from-model) brings no D at all
-        fresh_d = bool(missing) and all(k.startswith("discriminator.") for k in missing) and "opt_g" not in state
-        if unexpected or (missing not in ([], ["discriminator.embed.weight"]) and not fresh_d):
-            raise RuntimeError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        if fresh_d and missing != ["discriminator.embed.weight"]:
-            self.log(f"{path} has no discriminator: it starts fresh")
-        elif missing:
-            self.log(f"{path} has no projection embedding: it starts at zero")
-        if "opt_g" in state:
-            self.opt_g.load_state_dict(state["opt_g"])
-            opt_d = state["opt_d"]
-            if missing:
-                base = opt_d["param_groups"][0]
-                opt_d["param_groups"].append({**base, "params": [len(base["params"])]})
-            self.opt_d.load_state_dict(opt_d)
-        else:  # a slim checkpoint (faceedit.train.bundle): the weights travel, Adam's moments start afresh
-            self.log(f"{path} has no optimizer state: Adam starts afresh")
-        self.step, self.best = state["step"], state["best"]
-        if state.get("best_by") != self.best_by:  # a score of another kind is not comparable
-            self.best = -math.inf
-        self.teacher.load_state_dict(state.get("teacher", self.model.attribute_head.state_dict()))
-        if "rng" in state:
-            torch.set_rng_state(state["rng"])
-        if self.ema is not None:  # a run that turns the average on starts it from the resumed weights
-            self.start_ema(state.get("ema_weights"))
-        self.log(f"resumed from {path} at step {self.step}")
-
     # ---- loop -------------------------------------------------------------------------------------
     def fit(self, progress=None):
         cfg = self.cfg
@@ -530,14 +364,14 @@ class Trainer:
                     self.sample_grid(self.out / "samples" / f"step_{self.step:07d}.png")
                     if score > self.best:
                         self.best = score
-                        self.save("best.pt", val)
-                    self.save(f"step_{self.step:07d}.pt", val)
+                        checkpoint.save(self, "best.pt", val)
+                    checkpoint.save(self, f"step_{self.step:07d}.pt", val)
                     if self.ema is not None:
-                        atomic_save(self.ema_checkpoint(), self.out / f"step_{self.step:07d}_ema.pt")
+                        atomic_save(checkpoint.ema_checkpoint(self), self.out / f"step_{self.step:07d}_ema.pt")
                 writer.writerow(row)
                 fh.flush()
                 if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps or out_of_time:
-                    self.save("last.pt")
+                    checkpoint.save(self, "last.pt")
             if out_of_time:
                 self.log(f"time limit of {cfg.time_limit:g} s reached at step {self.step}")
                 break
@@ -579,52 +413,3 @@ class _GeneratorSide(torch.nn.Module):
         both = self.decoder(torch.cat([z, z]), torch.cat([y, y_edit]))
         x_rec, x_edit = both.chunk(2)
         return mu, logvar, attr_logits, x_rec, x_edit
-
-
-def atomic_save(obj, path: Path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_checkpoint(path) -> tuple[CVAEGAN, dict]:
-    """Model in eval mode + the checkpoint dict (weights_only: no code runs while loading)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != "faceedit-checkpoint-1":
-        raise ValueError(f"{path} is not a faceedit checkpoint")
-    model = CVAEGAN(ModelConfig(**state["model_config"]))
-    # A slim checkpoint (faceedit.train.bundle) may carry the generator side alone: D is not needed to
-    # evaluate or export, and is left untrained then.
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if unexpected or any(not k.startswith("discriminator.") for k in missing):
-        raise ValueError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.eval(), state
-
-
-def main(argv=None):
-    """Entry for torchrun: python -m faceedit.train.train --data DIR --out RUN [--steps N] ..."""
-    import argparse
-    p = argparse.ArgumentParser()
-    for f, v in asdict(TrainConfig()).items():
-        if isinstance(v, bool):
-            p.add_argument(f"--{f.replace('_', '-')}", type=lambda s: s.lower() in ("1", "true", "yes"), default=v)
-        elif isinstance(v, list):
-            p.add_argument(f"--{f.replace('_', '-')}", nargs="+", default=v)
-        else:
-            p.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    p.add_argument("--resume", action="store_true")
-    a = vars(p.parse_args(argv))
-    resume = a.pop("resume")
-    cfg = TrainConfig(**a)
-    rank = int(os.environ.get("RANK", 0))
-
-    def progress(step, total, stats):
-        if rank == 0 and (step % 20 == 0 or step == total):
-            print(f"step {step}/{total} " + " ".join(f"{k}={v:.3g}" for k, v in stats.items()), flush=True)
-
-    Trainer(cfg, resume=resume).fit(progress)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

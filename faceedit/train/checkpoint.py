@@ -1,0 +1,134 @@
+"""Checkpoints: what a run writes, how it resumes, and the moving average of the generator.
+
+A checkpoint is a plain dict of state dicts and primitives ("faceedit-checkpoint-1"), loadable with
+torch.load(weights_only=True), written to a temporary file and renamed. last.pt / step_N.pt / best.pt carry
+everything an exact resume needs (optimizers, the frozen teacher, the RNG, the average); step_N_ema.pt and the
+slim ones of `faceedit train bundle slim` carry the generator side only and load like any.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from faceedit.core.files import atomic_path
+from faceedit.train.model import CVAEGAN, GENERATOR_PARTS, ModelConfig
+
+FORMAT = "faceedit-checkpoint-1"
+
+
+def atomic_save(obj, path: Path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path) -> tuple[CVAEGAN, dict]:
+    """Model in eval mode + the checkpoint dict (weights_only: no code runs while loading)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a faceedit checkpoint")
+    model = CVAEGAN(ModelConfig(**state["model_config"]))
+    # A slim checkpoint (faceedit.train.bundle) may carry the generator side alone: D is not needed to
+    # evaluate or export, and is left untrained then.
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if unexpected or any(not k.startswith("discriminator.") for k in missing):
+        raise ValueError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval(), state
+
+
+# ---- the generator's moving average ------------------------------------------------------------------
+def generator_state(model: CVAEGAN) -> dict:
+    """Encoder, attribute head and decoder: what eval and export need (D is training-only)."""
+    return {k: v for k, v in model.state_dict().items() if k.startswith(GENERATOR_PARTS)}
+
+
+def generator_parameters(model: CVAEGAN) -> dict:
+    # every name, shared ones too (the encoder and the attribute head share a trunk): each name the
+    # checkpoint carries must hold the average, or loading would put live weights back into the trunk
+    return {k: p for k, p in model.named_parameters(remove_duplicate=False) if k.startswith(GENERATOR_PARTS)}
+
+
+def start_ema(model: CVAEGAN, saved: dict | None = None) -> dict:
+    """The average starts from the current weights (or continues from a checkpoint's)."""
+    ema = {k: p.detach().clone() for k, p in generator_parameters(model).items()}
+    ema.update({k: v for k, v in (saved or {}).items() if k in ema})
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: dict, model: CVAEGAN, decay: float):
+    torch._foreach_lerp_(list(ema.values()), [p.detach() for p in generator_parameters(model).values()], 1 - decay)
+
+
+def ema_checkpoint(trainer) -> dict:
+    """The averaged generator as a generator-only checkpoint (loads like any). Only parameters are
+    averaged: BatchNorm statistics, running averages already, are the live model's."""
+    weights = {k: trainer.ema.get(k, v) for k, v in generator_state(trainer.model).items()}
+    return {"format": FORMAT, "config": asdict(trainer.cfg), "model_config": trainer.cfg.model_config().to_dict(),
+            "model": weights, "step": trainer.step, "best": trainer.best, "best_by": trainer.best_by,
+            "ema": trainer.cfg.ema}
+
+
+# ---- a run's checkpoints ----------------------------------------------------------------------------
+def training_state(trainer) -> dict:
+    """Everything an exact resume needs."""
+    return {
+        "format": FORMAT,
+        "config": asdict(trainer.cfg),
+        "model_config": trainer.cfg.model_config().to_dict(),
+        "model": trainer.model.state_dict(),
+        "opt_g": trainer.opt_g.state_dict(),
+        "opt_d": trainer.opt_d.state_dict(),
+        "step": trainer.step,
+        "best": trainer.best,
+        "best_by": trainer.best_by,
+        "teacher": trainer.teacher.state_dict(),
+        "rng": torch.get_rng_state(),
+        **({"ema_weights": trainer.ema} if trainer.ema is not None else {}),
+    }
+
+
+def save(trainer, name: str, metrics: dict | None = None):
+    """OUT/name, from rank 0 only (DDP ranks hold the same weights)."""
+    if trainer.rank != 0:
+        return
+    state = training_state(trainer)
+    if metrics:
+        state["metrics"] = metrics
+    atomic_save(state, trainer.out / name)
+
+
+def resume(trainer, path: Path):
+    """Continue from a checkpoint: a full one exactly; a slim one (no optimizer state) or a generator-only
+    one (no D) with what it lacks started afresh, said in the log."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = trainer.model.load_state_dict(state["model"], strict=False)
+    # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments;
+    # a generator-only checkpoint (bundle slim --generator-only, train from-model) brings no D at all
+    fresh_d = bool(missing) and all(k.startswith("discriminator.") for k in missing) and "opt_g" not in state
+    if unexpected or (missing not in ([], ["discriminator.embed.weight"]) and not fresh_d):
+        raise RuntimeError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if fresh_d and missing != ["discriminator.embed.weight"]:
+        trainer.log(f"{path} has no discriminator: it starts fresh")
+    elif missing:
+        trainer.log(f"{path} has no projection embedding: it starts at zero")
+    if "opt_g" in state:
+        trainer.opt_g.load_state_dict(state["opt_g"])
+        opt_d = state["opt_d"]
+        if missing:
+            base = opt_d["param_groups"][0]
+            opt_d["param_groups"].append({**base, "params": [len(base["params"])]})
+        trainer.opt_d.load_state_dict(opt_d)
+    else:  # a slim checkpoint (faceedit.train.bundle): the weights travel, Adam's moments start afresh
+        trainer.log(f"{path} has no optimizer state: Adam starts afresh")
+    trainer.step, trainer.best = state["step"], state["best"]
+    if state.get("best_by") != trainer.best_by:  # a score of another kind is not comparable
+        trainer.best = -math.inf
+    trainer.teacher.load_state_dict(state.get("teacher", trainer.model.attribute_head.state_dict()))
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
+    if trainer.ema is not None:  # a run that turns the average on starts it from the resumed weights
+        trainer.ema = start_ema(trainer.model, state.get("ema_weights"))
+    trainer.log(f"resumed from {path} at step {trainer.step}")

@@ -101,7 +101,7 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     import torch
 
     from faceedit.export import atomic, pipeline
-    from faceedit.train.train import load_checkpoint
+    from faceedit.train.checkpoint import load_checkpoint
 
     budget = {**DEFAULT_BUDGET, **(budget or {})}
     for name, g in {"all": edit_gain, **(edit_gains or {})}.items():

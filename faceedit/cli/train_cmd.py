@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from faceedit.cli.errors import UserError, friendly
 from faceedit.core.files import sha256_file
@@ -20,7 +21,16 @@ def _need_torch():
         raise UserError("this command needs PyTorch: pip install 'faceedit[train]'") from None
 
 
-train_app = typer.Typer(add_completion=False, rich_markup_mode="rich", no_args_is_help=True)
+class _TrainGroup(TyperGroup):
+    def resolve_command(self, ctx, args):
+        # older recipes wrote switches with a value (--cls-aug true): say so instead of "no such command 'true'"
+        if args and args[0].lower() in ("true", "false"):
+            raise typer.BadParameter(f"'{args[0]}' after a switch: switches take no value (--cls-aug or "
+                                      f"--no-cls-aug, not --cls-aug {args[0]})")
+        return super().resolve_command(ctx, args)
+
+
+train_app = typer.Typer(cls=_TrainGroup, add_completion=False, rich_markup_mode="rich", no_args_is_help=True)
 bundle_app = typer.Typer(add_completion=False, rich_markup_mode="rich", no_args_is_help=True,
                          help="Carry training to another machine: the packed data, a slim checkpoint.")
 train_app.add_typer(bundle_app, name="bundle")

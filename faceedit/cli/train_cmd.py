@@ -74,7 +74,7 @@ def train(ctx: typer.Context, cfg: TrainConfig, resume: bool):
 def judge_cmd(data: Path = typer.Option(..., "--data", help="CelebA-layout folder (its train split trains, val chooses)."),
               out: Path = typer.Option(..., "--out", help="Judge checkpoint to write (.pt)."),
               epochs: int = typer.Option(6, "--epochs", help="Passes over the train split (used when --steps is 0)."),
-              steps: int = typer.Option(0, "--steps", help="Train this many steps instead of --epochs."),
+              steps: int = typer.Option(0, "--steps", help="Total steps instead of --epochs (0: use --epochs)."),
               batch_size: int = typer.Option(64, "--batch-size"),
               lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (one-cycle schedule)."),
               seed: int = typer.Option(1, "--seed")):

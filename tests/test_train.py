@@ -167,6 +167,35 @@ def test_cls_aug_trains(synth_data, tmp_path):
     assert [s for s, _ in losses] == [1, 2] and all(np.isfinite(v) for _, s in losses for v in s.values())
 
 
+def test_soften_removes_stripes_and_keeps_the_face_scale():
+    """The critics see edits through soften: one-pixel stripes (what a classifier-fooling edit draws) are
+    averaged away, while a change at the scale of a face feature survives."""
+    from faceedit.train.augment import soften
+    torch.manual_seed(0)
+    yy = torch.arange(64).float()
+    stripes = ((-1.0) ** yy)[None, None, None, :].expand(8, 3, 64, 64) * 0.5
+    blob = torch.zeros(8, 3, 64, 64)
+    blob[:, :, 20:44, 20:44] = 0.8
+    s_stripes, s_blob = soften(stripes, 2.0), soften(blob, 2.0)
+    assert s_stripes.abs().mean() < 0.6 * stripes.abs().mean()   # most of the stripe energy is gone
+    assert (s_blob[:, :, 28:36, 28:36] - 0.8).abs().mean() < 0.1    # the blob's inside is kept
+    assert soften(stripes, 0.0) is stripes                          # off: the critics see what they saw before
+    assert s_stripes.requires_grad is False and soften(stripes.clone().requires_grad_(True), 2.0).requires_grad
+
+
+def test_realism_first_options_train_and_default_to_the_old_loss(synth_data, tmp_path):
+    """d_residual / w_adv_edit / r1_gamma / critic_soften train; left at their defaults, the losses equal a
+    run made without them (the shipped recipe is unchanged)."""
+    base = run_steps(tiny_config(synth_data, tmp_path / "a", steps=2, eval_every=100))
+    same = run_steps(tiny_config(synth_data, tmp_path / "b", steps=2, eval_every=100, w_adv_edit=-1.0,
+                                 d_residual=False, r1_gamma=0.0, critic_soften=0.0))
+    assert [s["loss_g"] for _, s in base] == [s["loss_g"] for _, s in same]
+    real = run_steps(tiny_config(synth_data, tmp_path / "c", steps=2, eval_every=100, w_adv_edit=4.0,
+                                 d_residual=True, r1_gamma=1.0, r1_every=1, critic_soften=1.5, projection=True))
+    assert [s for s, _ in real] == [1, 2] and all(np.isfinite(v) for _, s in real for v in s.values())
+    assert real[0][1]["loss_d"] != base[0][1]["loss_d"]  # R1 and the residual fakes are in D's loss
+
+
 def test_unknown_or_absent_device_is_refused():
     from faceedit.train.train import pick_device
     assert pick_device("cpu").type == "cpu"

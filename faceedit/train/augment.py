@@ -2,9 +2,12 @@
 
 `jitter` moves every edit before the edit loss's classifiers see it (an edit counts only if it survives a
 shift, a rescale and a mirror); `augment` adds light re-lighting for the classifiers that learn from real
-faces (--cls-aug, and the guide). Both draw from the CPU RNG, so a GPU run sees the same draws.
+faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften). jitter
+and augment draw from the CPU RNG, so a GPU run sees the same draws.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -41,3 +44,21 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     gain = (1 + 0.1 * (2 * torch.rand(b, 1, 1, 1) - 1)).to(x.device)
     shift = (0.1 * (2 * torch.rand(b, 1, 1, 1) - 1)).to(x.device)
     return (jitter(x) * gain + shift).clamp(-1, 1).contiguous(memory_format=torch.channels_last)
+
+
+def soften(x: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """Differentiable random Gaussian blur (sigma uniform in 0..max_sigma px, per sample) plus mild noise, for
+    the edit critics: a high-frequency pattern that fools a classifier does not survive it, so only edits
+    that change the face at the scale a person sees satisfy them."""
+    if max_sigma <= 0:
+        return x
+    b, c = x.shape[:2]
+    sigma = (torch.rand(b, device=x.device) * max_sigma).clamp_min(1e-3)
+    r = int(math.ceil(2 * max_sigma))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)[:, None, None, :]  # [B*C, 1, 1, K]: one per sample
+    h = x.float().reshape(1, b * c, *x.shape[2:])
+    h = F.conv2d(F.pad(h, (r, r, 0, 0), mode="reflect"), k, groups=b * c)
+    h = F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=b * c)
+    return (h.reshape(x.shape) + 0.02 * torch.randn(x.shape, device=x.device)).clamp(-1, 1)

@@ -63,6 +63,14 @@ class TrainConfig:
                                "edit, both jittered.", LOSS)
     w_flip: float = knob(5.0, "Weight of the same loss over the attributes an edit changes only (flip_bce).", LOSS)
     w_d_cls: float = knob(1.0, "Weight of D's attribute classifier on real faces, in D's loss.", LOSS)
+    # realism first (issue 17): an edit must fool D as users see it, and texture alone must not fool the critics
+    w_adv_edit: float = knob(-1.0, "Weight of the adversarial loss on edits (-1: --w-adv).", LOSS)
+    d_residual: bool = knob(False, "D also judges the residual edit (crop + edited - reconstruction), the picture "
+                                   "users get, as a fake with its target attributes.", LOSS)
+    r1_gamma: float = knob(0.0, "R1 penalty gamma/2 * |grad D(real)|^2 (lazy, every --r1-every steps); 0: off.", LOSS)
+    r1_every: int = knob(4, "Steps between R1 penalties (scaled up to the same average pull).", LOSS)
+    critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
+                                     "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
     cls_aug: bool = knob(False, "D's classifier and the attribute head also learn from jittered, re-lit real faces "
                                 "(see augment.py).", EDIT)

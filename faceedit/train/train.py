@@ -40,7 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from faceedit.train import checkpoint
-from faceedit.train.augment import augment, jitter, to_tensor
+from faceedit.train.augment import augment, jitter, soften, to_tensor
 from faceedit.train.checkpoint import atomic_save, load_checkpoint  # noqa: F401  (evaluate.py imports it here)
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import CelebA, ImageCache, load_celeba
@@ -225,9 +225,17 @@ class Trainer:
             if cfg.cls_aug:
                 c_real = self.disc_ddp(x_cls)[1]
             d_rec, _, _ = self.disc_ddp(x_rec.detach(), y)
-            d_edit, _, _ = self.disc_ddp(x_edit.detach(), y_edit)
+            fakes = x_edit.detach()
+            if cfg.d_residual:  # the edit as users get it, judged as a fake with its target attributes too
+                fakes = torch.cat([fakes, (x + x_edit.detach() - x_rec.detach()).clamp(-1, 1)])
+            d_edit, _, _ = self.disc_ddp(fakes, torch.cat([y_edit] * (len(fakes) // len(x))))
             loss_d = (F.softplus(-d_real).mean() + 0.5 * (F.softplus(d_rec).mean() + F.softplus(d_edit).mean())
                       + cfg.w_d_cls * bce(c_real[:n], y_cls[:n]))
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            # lazy R1 (StyleGAN2): scaled by r1_every so the average pull is gamma/2 * |grad|^2 per step
+            x_r = x.detach().float().requires_grad_(True)
+            grad, = torch.autograd.grad(self.disc_ddp(x_r, y)[0].sum(), x_r, create_graph=True)
+            loss_d = loss_d + 0.5 * cfg.r1_gamma * cfg.r1_every * grad.pow(2).flatten(1).sum(1).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -236,14 +244,14 @@ class Trainer:
             p.requires_grad_(False)
         with autocast:
             d_rec, _, f_rec = m.discriminator(x_rec, y)
-            d_edit, _, _ = m.discriminator(x_edit, y_edit)
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
             edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
             targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
-            critics = [m.discriminator(jitter(edits))[1],
-                       self.teacher(jitter(edits).contiguous(memory_format=torch.channels_last))]
+            d_edit, _, _ = m.discriminator(edits if cfg.d_residual else x_edit, targets if cfg.d_residual else y_edit)
+            seen = lambda e: soften(jitter(e), cfg.critic_soften).contiguous(memory_format=torch.channels_last)  # noqa: E731
+            critics = [m.discriminator(seen(edits))[1], self.teacher(seen(edits))]
             if self.guide is not None:
-                critics.append(self.guide(jitter(edits).contiguous(memory_format=torch.channels_last)))
+                critics.append(self.guide(seen(edits)))
             with torch.no_grad():
                 f_real = m.discriminator.features(x)
             beta = cfg.w_kl * min(1.0, self.step / max(cfg.kl_warmup, 1))
@@ -251,13 +259,15 @@ class Trainer:
                 "pixel": (x_rec.float() - x).abs().mean(),
                 "feature": F.mse_loss(f_rec.float(), f_real.float()) / f_real.float().pow(2).mean().clamp_min(1e-6),
                 "kl": kl_divergence(mu.float(), logvar.float()),
-                "adv": F.softplus(-d_rec).mean() + F.softplus(-d_edit).mean(),
+                "adv": F.softplus(-d_rec).mean(),
+                "adv_edit": F.softplus(-d_edit).mean(),
                 "attr": bce(attr_logits[:n], y[:n]),
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
-                      + cfg.w_adv * parts["adv"] + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
+                      + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
+                      + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"])
         self.opt_g.zero_grad(set_to_none=True)
         if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches

@@ -44,25 +44,37 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 def read_photo(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """Decode an image file. Raises ImageError (one line) for anything that is not a readable image, and
     DecompressionBomb when it has more than max_pixels pixels (checked from the header, before decoding)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
     p = Path(path)
     if not p.exists():
         raise ImageError(f"image not found: {p}")
     if p.is_dir():
         raise ImageError(f"{p} is a folder, not an image")
+    return _decode(p, p, p.name, max_pixels)
+
+
+def read_photo_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "the upload") -> Photo:
+    """read_photo for an image held in memory (an HTTP upload): same checks, same errors, nothing on disk."""
+    import io
+    if not data:
+        raise ImageError(f"{name} is empty, not an image")
+    return _decode(io.BytesIO(data), None, name, max_pixels)
+
+
+def _decode(source, p: Path | None, name: str, max_pixels: int) -> Photo:
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with _pil_limit_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             old = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # our own cap below; Pillow's would refuse what the user allowed
             try:
-                im = Image.open(p)
+                im = Image.open(source)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
         with im:
             w, h = im.size
             if w * h > max_pixels:
-                raise DecompressionBomb(f"{p.name} is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP "
+                raise DecompressionBomb(f"{name} is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP "
                                         "limit (a decompression bomb?): raise it with --max-pixels if you trust it")
             im.load()
             mode = im.mode
@@ -71,14 +83,14 @@ def read_photo(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     except (ImageError, EngineError):
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{p.name} is not an image (or not a format Pillow can read)") from None
+        raise ImageError(f"{name} is not an image (or not a format Pillow can read)") from None
     except PermissionError:
         raise ImageError(f"cannot read {p}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{p.name} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ImageError(f"{name} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
-def _convert(im, p: Path, mode: str) -> Photo:
+def _convert(im, p: Path | None, mode: str) -> Photo:
     alpha = None
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")

@@ -1,0 +1,53 @@
+"""`faceedit serve`: the web demo and the HTTP API on uvicorn (needs `pip install 'faceedit[serve]'`)."""
+from __future__ import annotations
+
+import ipaddress
+from typing import List, Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer):
+    @app.command("serve")
+    @friendly
+    def serve(model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
+              host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Loopback by default; anything else is reachable by others."),
+              port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to bind."),
+              backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, openvino, ..."),
+              precision: str = typer.Option("auto", "--precision", help="auto, fp32, int8, bf16, fp16 (if the model has it)."),
+              max_batch: int = typer.Option(16, "--max-batch", min=1, max=32, help="Most face rows per backend call."),
+              max_delay_ms: float = typer.Option(2.0, "--max-delay-ms", min=0, help="How long the batcher waits for more rows before running."),
+              max_queue: int = typer.Option(256, "--max-queue", min=1, help="Rows that may wait; beyond, requests get 503 with Retry-After."),
+              max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Refuse uploads over this size (413)."),
+              max_pixels: float = typer.Option(50.0, "--max-pixels", min=0.000001, help="Refuse photos over this many megapixels (413), checked before decoding."),
+              timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001, help="Answer 504 when the model has not answered a request by then."),
+              cors: List[str] = typer.Option([], "--cors", help="Allow browser calls from this origin (repeatable). No CORS by default."),
+              detector_model: Optional[str] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx instead of Haar cascades."),
+              log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug.")):
+        """Serve the web demo at / and the JSON API at /v1 (docs at /docs): `faceedit serve --port 8000`."""
+        try:
+            import uvicorn
+            from faceedit.serve.app import create_app
+        except ModuleNotFoundError as e:
+            raise UserError(f"faceedit serve needs the serve extra ({e.name} is missing): pip install 'faceedit[serve]'") from None
+        from faceedit.serve.limits import Limits
+        from faceedit.serve.service import ServiceConfig
+        if not _is_loopback(host):
+            typer.secho(f"warning: binding {host}, not loopback: anyone who can reach this machine can use the service",
+                        fg="yellow", err=True)
+        config = ServiceConfig(model=model, backend=backend, precision=precision, max_batch=max_batch,
+                               max_delay_ms=max_delay_ms, max_queue=max_queue, max_pixels=int(max_pixels * 1e6),
+                               timeout_s=timeout_s, detector_model=detector_model)
+        app_ = create_app(config, Limits(int(max_upload_mb * 2**20)), cors=cors or None)
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=max(5.0, timeout_s))

@@ -1,0 +1,159 @@
+"""The versioned JSON API. Photos are sent as the raw request body (any format Pillow reads), options as query
+parameters: `curl --data-binary @me.jpg 'http://127.0.0.1:8000/v1/edit?set=smiling=0&set=young=1'`.
+A raw body (not multipart) keeps uploads in memory: Starlette spools multipart files to a temporary file."""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from faceedit.engine.errors import EngineError
+from faceedit.serve.errors import classify
+from faceedit.serve.limits import read_upload
+from faceedit.serve.service import FaceResult, b64, parse_sets
+
+router = APIRouter(prefix="/v1", tags=["faceedit"])
+
+IMAGE_BODY = {"requestBody": {"required": True, "description": "The photo: JPEG, PNG, WebP, BMP, TIFF ... as the raw body.",
+                              "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+FACE_HELP = "Which faces: largest, all, or a face number (0 = leftmost)."
+ALIGNED_HELP = "The photo is already an aligned face (CelebA framing or the model's square crop): no detection."
+
+
+class Face(BaseModel):
+    index: int = Field(description="Face number among those found, left to right")
+    box: List[int] = Field(description="x, y, width, height in photo pixels")
+    eyes: Optional[List[List[float]]] = Field(None, description="Eye centres [[x, y], [x, y]] (null for aligned input)")
+    found: str = Field(description="How the face was found or framed")
+    attributes: Dict[str, float] = Field(description="Attribute probabilities of the input face")
+    attributes_after: Optional[Dict[str, float]] = Field(None, description="Attribute head on the result")
+    auto_strength: Optional[Dict[str, float]] = Field(None, description="Attribute -> multiplier auto strength pushed its gain by")
+    implied: Optional[Dict[str, int]] = Field(None, description="Attributes an implied rule set (value 0 or 1)")
+    crop: Optional[str] = Field(None, description="Base64 PNG of the aligned input crop (reconstruct)")
+    reconstruction: Optional[str] = Field(None, description="Base64 PNG of the decoder's reconstruction (reconstruct)")
+
+
+class AttributesOut(BaseModel):
+    width: int
+    height: int
+    faces_found: int
+    faces: List[Face]
+
+
+class EditOut(BaseModel):
+    width: int
+    height: int
+    format: str
+    media_type: str
+    image: str = Field(description="Base64 of the full-resolution edited photo")
+    faces_found: int
+    faces: List[Face]
+    elapsed_ms: float
+
+
+class ReconstructOut(BaseModel):
+    faces_found: int
+    faces: List[Face]
+
+
+class SamplesIn(BaseModel):
+    attributes: Dict[str, float] = Field(default_factory=dict, description="name -> value (0 off, 1 on, -1..2); others at the model's defaults")
+    count: int = Field(8, description="How many faces (1..64)")
+    seed: Optional[int] = Field(None, description="Same seed, same faces")
+    format: str = Field("png", description="png, jpeg or webp")
+
+
+class SamplesOut(BaseModel):
+    format: str
+    media_type: str
+    images: List[str] = Field(description="Base64 images, each the model's size")
+
+
+def _face(f: FaceResult, after: bool) -> Face:
+    d = dict(index=f.index, box=list(f.box), eyes=[list(e) for e in f.eyes] if f.eyes else None, found=f.found,
+             attributes=f.before)
+    if after:
+        d.update(attributes_after=f.after, auto_strength=f.pushed, implied=f.implied)
+    if f.extra:
+        d.update(crop=b64(f.extra["crop"]), reconstruction=b64(f.extra["reconstruction"]))
+    return Face(**d)
+
+
+def _service(request: Request):
+    return request.app.state.service
+
+
+def _limit(request: Request) -> int:
+    return request.app.state.limits.max_upload_bytes
+
+
+@router.get("/model", summary="Model info: attribute names, value range, model id and checksum, backend")
+async def model_info(request: Request) -> dict:
+    return _service(request).model_info()
+
+
+@router.post("/attributes", response_model=AttributesOut, openapi_extra=IMAGE_BODY,
+             summary="The faces in a photo: boxes, eyes and attribute probabilities")
+async def attributes(request: Request, face: str = Query("all", description=FACE_HELP),
+                     aligned: bool = Query(False, description=ALIGNED_HELP)):
+    data = await read_upload(request, _limit(request))
+    try:
+        (h, w), n, faces = await _service(request).attributes(data, face, aligned)
+    except Exception as e:
+        raise classify(e) from None
+    request.app.state.metrics.faces.observe(n)
+    return AttributesOut(width=w, height=h, faces_found=n, faces=[_face(f, False) for f in faces])
+
+
+@router.post("/edit", response_model=EditOut, openapi_extra=IMAGE_BODY,
+             summary="Edit the attributes of faces in a photo; the full-resolution result and before/after attributes")
+async def edit(request: Request,
+               set_: List[str] = Query([], alias="set", description="NAME=VALUE: 0 off, 1 on, in between interpolates, -1..2 extrapolates. Repeatable."),
+               face: str = Query("largest", description=FACE_HELP),
+               aligned: bool = Query(False, description=ALIGNED_HELP),
+               raw: bool = Query(False, description="Paste the decoder's raw output (colour-matched) instead of the residual edit."),
+               fixed_strength: bool = Query(False, description="No auto strength: every edit at its attribute's gain."),
+               literal: bool = Query(False, description="Change only the attributes named: no implied attributes."),
+               format: str = Query("png", description="png, jpeg or webp")):
+    t = time.perf_counter()
+    svc = _service(request)
+    try:
+        changes = parse_sets(set_)
+        if not changes:
+            raise EngineError("nothing to change: give at least one set=NAME=VALUE (see /v1/model for names)")
+        svc.editor.change_vectors(changes)
+    except Exception as e:  # a bad name or value: refused before the upload is read
+        raise classify(e) from None
+    data = await read_upload(request, _limit(request))
+    try:
+        encoded, fmt, (h, w), n, faces = await svc.edit(data, changes, face, aligned, raw, fixed_strength, literal, format)
+    except Exception as e:
+        raise classify(e) from None
+    request.app.state.metrics.faces.observe(n)
+    return EditOut(width=w, height=h, format=fmt.lower(), media_type=f"image/{fmt.lower()}", image=b64(encoded),
+                   faces_found=n, faces=[_face(f, True) for f in faces], elapsed_ms=round((time.perf_counter() - t) * 1000, 2))
+
+
+@router.post("/reconstruct", response_model=ReconstructOut, openapi_extra=IMAGE_BODY,
+             summary="The model's reconstruction of faces in a photo (its own attributes), beside the aligned crop")
+async def reconstruct(request: Request, face: str = Query("largest", description=FACE_HELP),
+                      aligned: bool = Query(False, description=ALIGNED_HELP)):
+    data = await read_upload(request, _limit(request))
+    try:
+        n, faces = await _service(request).reconstruct(data, face, aligned)
+    except Exception as e:
+        raise classify(e) from None
+    request.app.state.metrics.faces.observe(n)
+    return ReconstructOut(faces_found=n, faces=[_face(f, True) for f in faces])
+
+
+@router.post("/samples", response_model=SamplesOut, summary="New faces drawn with the given attributes")
+async def samples(request: Request, body: SamplesIn):
+    try:
+        images = await _service(request).samples(body.attributes, body.count, body.seed, body.format)
+    except Exception as e:
+        raise classify(e) from None
+    fmt = "jpeg" if body.format.lower() == "jpg" else body.format.lower()
+    return SamplesOut(format=fmt, media_type=f"image/{fmt}", images=[b64(i) for i in images])

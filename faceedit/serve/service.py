@@ -1,0 +1,244 @@
+"""FaceService: everything a request needs, with no HTTP in it, so another front end (a Ray Serve deployment)
+can reuse it as it is. It owns the one Editor, the face detector and the one JobBatcher every model call goes
+through. CPU work (decoding, detection, alignment, pasting, encoding) runs in worker threads; the event loop
+only awaits. Uploaded bytes live in memory for the length of a request: never written to disk or logged."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from faceedit.engine import align as A
+from faceedit.engine import files
+from faceedit.engine.editor import VALUE_RANGE
+from faceedit.engine.errors import EngineError
+from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, Photo, encode, read_photo_bytes
+from faceedit.engine.job_batcher import JobBatcher
+from faceedit.engine.photo import FaceEdit, PhotoEditor, aligned_box, parse_face_choice
+
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
+MAX_SAMPLES = 64
+
+
+class RequestTimeout(Exception):
+    """The model did not answer within the request's time limit (HTTP 504)."""
+
+
+@dataclass
+class ServiceConfig:
+    model: str | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    max_batch: int = 16
+    max_delay_ms: float = 2.0
+    max_queue: int = 256
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    timeout_s: float = 30.0
+    detector_model: str | None = None
+    face_cache: int = 128   # photos whose detected faces are remembered (by sha256 of the bytes), not the photos
+
+
+@dataclass
+class FaceResult:
+    index: int
+    box: tuple
+    eyes: tuple | None
+    found: str
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    pushed: dict = field(default_factory=dict)
+    implied: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # e.g. reconstruction images
+
+
+def output_format(name: str) -> str:
+    fmt = OUTPUT_FORMATS.get(str(name).lower())
+    if fmt is None:
+        raise EngineError(f"cannot write '{name}' images: use one of png, jpeg, webp")
+    return fmt
+
+
+def encode_image(rgb: np.ndarray, alpha, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    encode(rgb, alpha, fmt, buf)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class FaceService:
+    def __init__(self, config: ServiceConfig, on_batch=None):
+        from faceedit.engine import Editor
+        self.config = config
+        self.editor = Editor.load(config.model, backend=config.backend, precision=config.precision)
+        self.photo_editor = PhotoEditor(self.editor, config.detector_model)
+        self.batcher = JobBatcher(self.editor, max_batch=config.max_batch, max_delay_ms=config.max_delay_ms,
+                                  max_queue=config.max_queue, on_batch=on_batch)
+        self.names = list(self.editor.attribute_names)
+        self._faces_cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.ready = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def probe(self) -> float:
+        """One attribute read through the batcher: the model answers. Returns its time in ms."""
+        t = time.perf_counter()
+        await self._wait([self.batcher.submit_attributes(np.zeros((self.editor.size, self.editor.size, 3), np.uint8))])
+        self.ready = True
+        return (time.perf_counter() - t) * 1000
+
+    async def warm_up(self):
+        """Load every graph a request may use now, not on the first user's request (one edit, one sample)."""
+        crop = np.full((self.editor.size, self.editor.size, 3), 128, np.uint8)
+        await self._wait([self.batcher.submit_report(crop, {self.names[-1]: 1.0}),
+                          self.batcher.submit_job(lambda: self.editor.sample(1, {}, 0))])
+
+    def close(self):
+        self.ready = False
+        self.batcher.close(wait=True)
+
+    def model_info(self) -> dict:
+        m = self.editor.model
+        manifest_sha = hashlib.sha256((m.path / "manifest.json").read_bytes()).hexdigest()
+        step = (m.manifest.get("checkpoint") or {}).get("step")
+        return {"model_id": f"{m.path.name}" + (f"@step{step}" if step is not None else ""),
+                "checksum": f"sha256:{manifest_sha}", "attributes": self.names,
+                "defaults": dict(zip(self.names, m.defaults)),
+                "value_range": list(VALUE_RANGE), "image_size": self.editor.size,
+                "backend": self.editor.backend.name, "precision": self.editor.precision,
+                "description": self.editor.describe(), "auto_strength": self.editor.auto_strength,
+                "implied_rules": self.editor.implied,
+                "batcher": {"max_batch": self.batcher.max_batch, "max_delay_ms": self.batcher.max_delay * 1000,
+                            "max_queue": self.batcher.max_queue}}
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    async def _wait(self, futures):
+        """Await the batcher's futures within the time limit; on timeout, drop what is still queued."""
+        wrapped = [asyncio.wrap_future(f) for f in futures]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*wrapped), self.config.timeout_s)
+        except asyncio.TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise RequestTimeout(f"the model did not answer within {self.config.timeout_s:g} s: retry later") from None
+
+    def _faces(self, data: bytes, rgb: np.ndarray):
+        key = hashlib.sha256(data).digest()
+        with self._cache_lock:
+            hit = self._faces_cache.get(key)
+            if hit is not None:
+                self._faces_cache.move_to_end(key)
+                return hit
+        faces = self.photo_editor.faces(rgb)
+        with self._cache_lock:
+            self._faces_cache[key] = faces
+            while len(self._faces_cache) > self.config.face_cache:
+                self._faces_cache.popitem(last=False)
+        return faces
+
+    def _prepare(self, data: bytes, face, aligned: bool):
+        """Decode, find and align the chosen faces: [(crop, placement, FaceResult)] and the photo."""
+        which = parse_face_choice(face)
+        photo = read_photo_bytes(data, self.config.max_pixels)
+        rgb = photo.rgb
+        if aligned:
+            h, w = rgb.shape[:2]
+            x0, y0, side, how = aligned_box(h, w, self.editor.model.crop)
+            return photo, 1, [(rgb[y0:y0 + side, x0:x0 + side], ("box", x0, y0, side),
+                               FaceResult(0, (x0, y0, side, side), None, how))]
+        found = self._faces(data, rgb)
+        chosen = self.photo_editor.choose(found, which, "the photo")
+        jobs = []
+        for f in chosen:
+            crop, al = A.align(rgb, f.eyes, self.photo_editor.crop_eyes, self.editor.size)
+            jobs.append((crop, ("warp", al),
+                         FaceResult(found.index(f), tuple(int(round(v)) for v in f.box),
+                                    tuple(tuple(round(c, 1) for c in e) for e in f.eyes),
+                                    f"detected ({self.photo_editor.detector.name}), eyes from {f.eyes_from}")))
+        return photo, len(found), jobs
+
+    def _named(self, row) -> dict:
+        return {n: round(float(p), 5) for n, p in zip(self.names, row)}
+
+    # ---- the operations ----------------------------------------------------------------------------
+    async def attributes(self, data: bytes, face="all", aligned: bool = False):
+        """-> (photo size, number of faces found, [FaceResult with before])."""
+        photo, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
+        probs = await self._wait([self.batcher.submit_attributes(c) for c, _, _ in jobs])
+        out = []
+        for (_, _, info), p in zip(jobs, probs):
+            info.before = self._named(p)
+            out.append(info)
+        return photo.rgb.shape[:2], n_found, out
+
+    async def edit(self, data: bytes, changes: dict, face="largest", aligned: bool = False, raw: bool = False,
+                   fixed_strength: bool = False, literal: bool = False, fmt: str = "png"):
+        """-> (encoded photo bytes, format, photo size, number of faces found, [FaceResult]).
+        The same steps as PhotoEditor.edit (so the same pixels as `faceedit run`), through the batcher."""
+        fmt = output_format(fmt)
+        self.editor.change_vectors(changes)  # a bad name or value: refused before any decoding
+        photo, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
+        masks = [PhotoEditor._mask(place, crop.shape) for crop, place, _ in jobs]
+
+        def colour_matched(m):
+            return lambda crop, edited: A.match_colour(edited, crop, m)
+        futures = [self.batcher.submit_report(crop, changes, raw, fixed_strength, literal,
+                                              colour_matched(m) if raw else None)
+                   for (crop, _, _), m in zip(jobs, masks)]
+        reports = await self._wait(futures)
+        encoded = await run_in_threadpool(self._paste_encode, photo, jobs, masks, reports, fmt)
+        out = []
+        for (_, _, info), r in zip(jobs, reports):
+            info.before, info.after = self._named(r.before), self._named(r.after)
+            info.pushed = {n: float(m) for n, m in zip(self.names, r.multipliers) if m > 1}
+            info.implied = {n: int(r.before[i] <= 0.5) for i, n in enumerate(self.names) if r.implied[i]}
+            out.append(info)
+        return encoded, fmt, photo.rgb.shape[:2], n_found, out
+
+    @staticmethod
+    def _paste_encode(photo: Photo, jobs, masks, reports, fmt) -> bytes:
+        rgb = photo.rgb.copy()
+        for (crop, place, _), m, r in zip(jobs, masks, reports):
+            PhotoEditor._paste(rgb, crop, r.image, m, place)
+        return encode_image(rgb, photo.alpha, fmt)
+
+    async def reconstruct(self, data: bytes, face="largest", aligned: bool = False):
+        """-> [FaceResult] with extra["crop"] and extra["reconstruction"]: PNG bytes of the aligned input crop
+        and of the decoder's reconstruction (the face's own attributes), both at the crop's size."""
+        _, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
+        reports = await self._wait([self.batcher.submit_report(c, {}, raw=True) for c, _, _ in jobs])
+
+        def encode_all():
+            return [(encode_image(np.ascontiguousarray(c), None, "PNG"), encode_image(r.image, None, "PNG"))
+                    for (c, _, _), r in zip(jobs, reports)]
+        pngs = await run_in_threadpool(encode_all)
+        out = []
+        for (_, _, info), r, (crop_png, rec_png) in zip(jobs, reports, pngs):
+            info.before, info.after = self._named(r.before), self._named(r.after)
+            info.extra = {"crop": crop_png, "reconstruction": rec_png}
+            out.append(info)
+        return n_found, out
+
+    async def samples(self, attributes: dict, count: int = 8, seed: int | None = None, fmt: str = "png"):
+        """-> [encoded image bytes] of count new faces with the given attributes."""
+        fmt = output_format(fmt)
+        if not 1 <= count <= MAX_SAMPLES:
+            raise EngineError(f"count must be 1..{MAX_SAMPLES}, got {count}")
+        self.editor.change_vectors(attributes)
+        faces = (await self._wait([self.batcher.submit_job(lambda: self.editor.sample(count, attributes, seed))]))[0]
+        return await run_in_threadpool(lambda: [encode_image(f, None, fmt) for f in faces])
+
+
+def parse_sets(items) -> dict:
+    """["smiling=0", "young=1"] -> {"smiling": 0.0, "young": 1.0}, in the CLI's wording on error."""
+    return files.parse_sets(items)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 from typing import List, Optional
 
 import typer
@@ -50,4 +51,7 @@ def register(app: typer.Typer):
                                max_delay_ms=max_delay_ms, max_queue=max_queue, max_pixels=int(max_pixels * 1e6),
                                timeout_s=timeout_s, detector_model=detector_model)
         app_ = create_app(config, Limits(int(max_upload_mb * 2**20)), cors=cors or None)
+        # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler was there
+        # before it; a no-op one makes that a clean exit 0 (a service manager reads 0 as "stopped as asked").
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
         uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=max(5.0, timeout_s))

@@ -33,8 +33,12 @@ def create_app(config: ServiceConfig | None = None, limits: Limits | None = None
             svc.batcher.on_batch = metrics.on_batch
         metrics.watch_queue(svc.batcher.queue_depth)
         app.state.service = svc
-        await svc.warm_up()
-        ms = await svc.probe()
+        try:
+            await svc.warm_up()
+            ms = await svc.probe()
+        except BaseException:
+            svc.close()
+            raise
         log.info("faceedit serve: %s | %s | probe %.1f ms", svc.editor.model.path, svc.editor.describe(), ms)
         try:
             yield

@@ -90,18 +90,20 @@ class FaceService:
         self.ready = False
 
     # ---- lifecycle ---------------------------------------------------------------------------------
-    async def probe(self) -> float:
+    async def probe(self, timeout_s: float | None = 30.0) -> float:
         """One attribute read through the batcher: the model answers. Returns its time in ms."""
         t = time.perf_counter()
-        await self._wait([self.batcher.submit_attributes(np.zeros((self.editor.size, self.editor.size, 3), np.uint8))])
+        crop = np.zeros((self.editor.size, self.editor.size, 3), np.uint8)
+        await self._wait([self.batcher.submit_attributes(crop)], timeout_s + self.batcher.max_delay if timeout_s else None)
         self.ready = True
         return (time.perf_counter() - t) * 1000
 
     async def warm_up(self):
         """Load every graph a request may use now, not on the first user's request (one edit, one sample)."""
         crop = np.full((self.editor.size, self.editor.size, 3), 128, np.uint8)
-        await self._wait([self.batcher.submit_report(crop, {self.names[-1]: 1.0}),
-                          self.batcher.submit_job(lambda: self.editor.sample(1, {}, 0))])
+        # one at a time (a queue may hold one), with no request time limit: loading is not a request
+        await self._wait([self.batcher.submit_report(crop, {self.names[-1]: 1.0})], None)
+        await self._wait([self.batcher.submit_job(lambda: self.editor.sample(1, {}, 0))], None)
 
     def close(self):
         self.ready = False
@@ -122,11 +124,13 @@ class FaceService:
                             "max_queue": self.batcher.max_queue}}
 
     # ---- helpers -----------------------------------------------------------------------------------
-    async def _wait(self, futures):
-        """Await the batcher's futures within the time limit; on timeout, drop what is still queued."""
+    async def _wait(self, futures, timeout_s: float | None = -1):
+        """Await the batcher's futures within the time limit (the request's, by default); on timeout, drop
+        what is still queued."""
+        timeout_s = self.config.timeout_s if timeout_s == -1 else timeout_s
         wrapped = [asyncio.wrap_future(f) for f in futures]
         try:
-            return await asyncio.wait_for(asyncio.gather(*wrapped), self.config.timeout_s)
+            return await asyncio.wait_for(asyncio.gather(*wrapped), timeout_s)
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()

@@ -195,7 +195,9 @@ function clearResult() {
   for (const name of Object.keys(state.start)) showValue(name);
 }
 function applyCompare() {
-  $("result").style.clipPath = `inset(0 ${100 - Number($("compare").value)}% 0 0)`;
+  const v = Number($("compare").value);
+  $("result").style.clipPath = `inset(0 ${100 - v}% 0 0)`;
+  $("split").style.left = `${v}%`;
 }
 
 // ---- reconstruction ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceedit.engine import align as A
 from faceedit.engine import files
-from faceedit.engine.editor import VALUE_RANGE
+from faceedit.engine.request import VALUE_RANGE
 from faceedit.engine.errors import EngineError
 from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, Photo, encode, read_photo_bytes
 from faceedit.engine.job_batcher import JobBatcher

@@ -166,12 +166,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.url and urlparse(a.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load generator only targets loopback servers")
-    from faceedit.engine.model import ModelInfo
+    from faceedit.core.model_dir import ModelInfo
     size = ModelInfo.load().image_size
     loads = workloads(size)
     result = {"command": "python -m faceedit.serve.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"cpus": __import__("os").cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "python": platform.python_version()},
+                          "python": platform.python_version(),
+                          "load_average_at_start": [round(x, 2) for x in __import__("os").getloadavg()]},
               "date": time.strftime("%Y-%m-%d"), "limits": {"requests": a.requests, "seconds": a.seconds}}
     if not a.no_engine:
         from PIL import Image
@@ -198,6 +199,7 @@ def main(argv=None):
         if proc is not None:
             proc.terminate()
             proc.wait(60)
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
     if "engine" in result and "crop" in result["runs"]:
         e, runs = result["engine"], {r["clients"]: r for r in result["runs"]["crop"]}
         t = {}

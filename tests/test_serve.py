@@ -160,7 +160,8 @@ def face_crops(astronaut: np.ndarray, n: int) -> list[np.ndarray]:
 # ---- the main server ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    s = Server("--max-upload-mb", 1, "--max-pixels", 4, "--max-batch", 32, "--max-delay-ms", 20)
+    s = Server("--max-upload-mb", 1, "--max-pixels", 4, "--max-batch", 32, "--max-delay-ms", 20,
+               "--cors", "http://allowed.example")
     yield s
     s.close()
 
@@ -189,6 +190,13 @@ def test_page_static_files_and_openapi(server, astronaut_bytes):
     paths = json.loads(body)["paths"]
     assert {"/v1/edit", "/v1/attributes", "/v1/reconstruct", "/v1/samples", "/v1/model"} <= set(paths)
     assert get(server.url + "/docs")[0] == 200
+
+
+def test_cors_only_for_the_origin_given(server):
+    ok = get(server.url + "/v1/model", headers={"Origin": "http://allowed.example"})
+    assert ok[1].get("access-control-allow-origin") == "http://allowed.example"
+    other = get(server.url + "/v1/model", headers={"Origin": "http://elsewhere.example"})
+    assert other[0] == 200 and "access-control-allow-origin" not in other[1]
 
 
 def test_attributes_of_the_astronaut(server, astronaut_bytes):

@@ -344,6 +344,7 @@ def test_upload_over_the_byte_limit_is_refused_before_the_body_is_read(server):
         pass  # the server answered 413 and closed while the client was still sending: also refused
 
 
+@pytest.mark.slow
 def test_64_clients_each_get_their_own_answer_from_shared_batches(server, astronaut):
     names = ["smiling", "young", "male", "blond_hair", "black_hair", "eyeglasses", "bangs", "pale_skin"]
     crops = face_crops(astronaut, 64)

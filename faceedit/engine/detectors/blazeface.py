@@ -1,0 +1,344 @@
+"""MediaPipe BlazeFace, shipped in the package (faceedit/detectors/blazeface: two ONNX graphs, Apache-2.0):
+a face box and six landmarks per face (both eyes, nose, mouth, both ears), on the editor's backend.
+
+Passes, from big faces to small. Each is reliable for a band of face widths w (BlazeFace's box, about
+brow to chin) relative to the photo's longest side L; measured on the astronaut pasted at known sizes:
+  whole  the 128-px front graph on the photo letterboxed with margins: w ~0.25 L .. 1.3 L (a tight crop
+         whose face fills the frame lands at ~70% of the input, where that graph is at its best)
+  small  the 256-px back graph on the letterboxed photo: w ~0.05 L .. 0.8 L
+  tiles  the back graph on 2x2 overlapping tiles: faces down to ~0.03 L, run where that is >= MIN_FIND_PX
+For `largest_only` a finer pass is skipped once a confirmed face is at least as wide as the coarser passes'
+floor: nothing it could still find would be larger.
+
+Every candidate is then refined: the photo is warped so the face sits upright at the front graph's best
+scale, the graph runs on that crop and on its mirror image, and the landmarks are the mean of the two (the
+mirror cancels the graph's left/right bias; measured: mean eye error 3.5% -> 2.5% of the eye distance). A
+candidate the refinement does not confirm is dropped; one that turns out rotated by more than a few degrees
+is refined once more on the newly levelled crop."""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceedit.engine.detect import Face
+from faceedit.engine.errors import EngineError
+
+CANDIDATE_SCORE = 0.5   # a pass's detections kept for refinement (MediaPipe's own threshold)
+CONFIRM_SCORE = 0.6     # the refined score a face needs
+NMS_IOU = 0.3           # boxes overlapping more are one face (scores blend them, as MediaPipe does)
+WHOLE_MARGIN = 0.25     # the whole-photo pass pads each side by this fraction of L
+WHOLE_FLOOR = 0.25      # ... and finds faces from this width (fraction of L) up
+SMALL_FLOOR = 0.05      # the back graph on the letterboxed photo: faces from this fraction of L up
+TILE_OVERLAP = 0.1      # tiles overlap by this fraction of L (a face cut by one tile is whole in the next)
+MIN_FIND_PX = 32        # finer passes run while they can find faces at least this wide (photo pixels)
+REFINE_EYES = 0.15      # refinement: the eye distance as a fraction of the 128-px input (measured best)
+REFINE_DOWN = 0.45      # ... and the crop's centre below the eye midpoint, in eye distances
+RELEVEL_DEG = 6.0       # refine again when the first refinement levels the eyes by more than this
+
+
+def _anchors() -> np.ndarray:
+    """(896, 2) anchor centres in [0, 1]: a 16x16 grid with 2 anchors per cell, then 8x8 with 6, both
+    graphs alike (MediaPipe's SSD anchors with fixed size 1: only the centres matter)."""
+    out = []
+    for cells, per in ((16, 2), (8, 6)):
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        c = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
+        out.append(np.repeat(c, per, axis=1).reshape(-1, 2))
+    return np.concatenate(out).astype(np.float32)
+
+
+ANCHORS = _anchors()
+
+
+def decode(outputs, size: int):
+    """The graph's four outputs -> (scores [896], boxes [896, 4] as cx, cy, w, h, landmarks [896, 6, 2]),
+    in input pixels with pixel centres at integers (the graph regresses offsets in pixels from anchor
+    centres in [0, 1] image coordinates, whose pixel centres sit at +0.5)."""
+    logits = np.concatenate([outputs[0].reshape(-1), outputs[1].reshape(-1)])
+    reg = np.concatenate([outputs[2].reshape(-1, 16), outputs[3].reshape(-1, 16)])
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+    origin = ANCHORS * size - 0.5
+    boxes = np.concatenate([origin + reg[:, :2], reg[:, 2:4]], 1)
+    landmarks = origin[:, None, :] + reg[:, 4:].reshape(-1, 6, 2)
+    return scores, boxes, landmarks
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one cx, cy, w, h box with each row of boxes."""
+    lo = np.maximum(box[:2] - box[2:] / 2, boxes[:, :2] - boxes[:, 2:] / 2)
+    hi = np.minimum(box[:2] + box[2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2)
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    return inter / (box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter + 1e-9)
+
+
+def blend_nms(scores, boxes, landmarks, min_score: float, overlap: float = NMS_IOU):
+    """MediaPipe's weighted NMS: each cluster of overlapping boxes becomes their score-weighted mean, with
+    the cluster's best score. -> [(score, box [4], landmarks [6, 2])], best first."""
+    order = np.nonzero(scores >= min_score)[0]
+    order = order[np.argsort(-scores[order], kind="stable")]
+    out = []
+    while order.size:
+        ov = iou(boxes[order[0]], boxes[order])
+        group, order = order[ov >= overlap], order[ov < overlap]
+        w = scores[group][:, None]
+        out.append((float(scores[group[0]]), (boxes[group] * w).sum(0) / w.sum(),
+                    (landmarks[group] * w[:, :, None]).sum(0) / w.sum()))
+    return out
+
+
+def square_map(cx: float, cy: float, side: float, size: int, angle: float = 0.0) -> np.ndarray:
+    """2x3 photo -> input: the square of `side` photo pixels centred on (cx, cy), turned by -angle (radians;
+    angle is the photo's eye-line tilt, so the face comes out level), onto size x size pixels."""
+    s = size / side
+    a, b = s * math.cos(-angle), s * math.sin(-angle)
+    c = (size - 1) / 2
+    return np.array([[a, -b, c - a * cx + b * cy], [b, a, c - b * cx - a * cy]], np.float64)
+
+
+def warp_input(rgb: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """size x size x 3 uint8 of the photo under m (black outside the photo). Where m shrinks by more than
+    2x the part of the photo it reads is first area-averaged (a bilinear warp alone would alias)."""
+    s = math.hypot(m[0, 0], m[1, 0])
+    if s < 0.5:
+        inv = cv2.invertAffineTransform(m)
+        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inv[:, :2].T + inv[:, 2]
+        h, w = rgb.shape[:2]
+        x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 1, 0, [w, h])
+        x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 2, 0, [w, h])
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            k = min(1.0, 2.0 * s)  # pre-shrink to twice the input's scale
+            nw, nh = max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k))
+            small = cv2.resize(rgb[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
+            fx, fy = nw / (x1 - x0), nh / (y1 - y0)
+            # photo -> small (cv2.resize maps pixel centres: x' = (x - x0 + 0.5) * f - 0.5), then small -> input
+            to_small_inv = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5]])
+            m = m.copy()
+            m = np.hstack([m[:, :2] @ to_small_inv[:, :2], (m[:, :2] @ to_small_inv[:, 2] + m[:, 2])[:, None]])
+            rgb = small
+    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def to_photo(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    inv = cv2.invertAffineTransform(m)
+    return points @ inv[:, :2].T + inv[:, 2]
+
+
+@dataclass
+class Hit:
+    score: float
+    box: np.ndarray         # cx, cy, w, h in photo pixels (axis-aligned in the input it was found in)
+    landmarks: np.ndarray   # [6, 2] photo pixels: image-left eye, image-right eye, nose, mouth, ears
+    how: str
+
+    def as_xywh(self) -> np.ndarray:
+        return np.concatenate([self.box[:2] - self.box[2:] / 2, self.box[2:]])
+
+
+def _to_photo_hit(det, m, size, how) -> Hit:
+    score, box, lm = det
+    s = math.hypot(m[0, 0], m[1, 0])
+    centre = to_photo(m, box[None, :2])[0]
+    return Hit(score, np.array([centre[0], centre[1], box[2] / s, box[3] / s]), to_photo(m, lm), how)
+
+
+def mirror_landmarks(lm: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks [..., 6, 2] found on input[:, ::-1] -> the unmirrored input's frame, with the left/right
+    pairs (eyes, ears) swapped back."""
+    out = lm[..., [1, 0, 2, 3, 5, 4], :].copy()
+    out[..., 0] = (size - 1) - out[..., 0]
+    return out
+
+
+class DetectorFiles:
+    """faceedit/detectors/blazeface: detector.json and the graphs it lists, sha256 checked (like a model
+    directory's manifest), in the shape engine backends load graphs from (.path, .graphs, .manifest)."""
+
+    def __init__(self, folder=None, verify: bool = True):
+        from pathlib import Path
+
+        from faceedit.core.files import sha256_file
+        if folder is None:
+            from faceedit.detectors import DETECTORS_DIR
+            folder = DETECTORS_DIR / "blazeface"
+        self.path = Path(folder)
+        try:
+            self.manifest = json.loads((self.path / "detector.json").read_text())
+            self.graphs = {name: {"fp32": entry} for name, entry in self.manifest["graphs"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise EngineError(f"the BlazeFace detector files in {self.path} are missing or damaged ({e}): "
+                              "reinstall faceedit, or use --detector haar") from None
+        for name, entry in self.manifest["graphs"].items():
+            f = self.path / entry["path"]
+            if not f.is_file():
+                raise EngineError(f"BlazeFace graph {f} is missing: reinstall faceedit, or use --detector haar")
+            if verify and sha256_file(f) != entry["sha256"]:
+                raise EngineError(f"BlazeFace graph {f} does not match its sha256 in detector.json (damaged or "
+                                  "replaced): reinstall faceedit, or use --detector haar")
+
+
+def detector_backend(backend=None):
+    """The engine backend to run the detector on: the editor's when it is a CPU backend, else ONNX Runtime
+    on the CPU (a 128-px graph gains nothing from a GPU round trip)."""
+    if backend is not None and getattr(backend, "device", "cpu") == "cpu" and backend.name in ("onnxruntime", "openvino"):
+        return backend
+    from faceedit.engine.backends.onnxruntime_cpu import OnnxRuntimeCPU
+    return OnnxRuntimeCPU(threads=getattr(backend, "threads", 0) or 0)
+
+
+class BlazeFaceDetector:
+    name = "blazeface"
+
+    def __init__(self, backend=None, folder=None, verify: bool = True):
+        self.files = DetectorFiles(folder, verify)
+        self.backend = detector_backend(backend)
+        self._graphs = {}
+        self._lock = threading.Lock()
+
+    # ---- running the graphs ------------------------------------------------------------------------
+    def _graph(self, name):
+        g = self._graphs.get(name)
+        if g is None:
+            with self._lock:  # the back graph loads on first use: most photos never need it
+                g = self._graphs.get(name)
+                if g is None:
+                    g = self._graphs[name] = self.backend.load(self.files, name, "fp32")
+        return g
+
+    def run(self, name: str, image: np.ndarray):
+        """One graph on one size x size x 3 uint8 image -> decode()'s (scores, boxes, landmarks)."""
+        x = np.empty((1,) + image.shape, np.float32)
+        np.multiply(image, np.float32(2 / 255), out=x[0], casting="unsafe")
+        x -= 1.0  # the graphs take RGB in [-1, 1], NHWC
+        g = self._graph(name)
+        return decode(g.run({g.input_names[0]: x}), image.shape[0])
+
+    def _find(self, rgb, name, size, m, how) -> list[Hit]:
+        dets = blend_nms(*self.run(name, warp_input(rgb, m, size)), CANDIDATE_SCORE)
+        return [_to_photo_hit(d, m, size, how) for d in dets]
+
+    # ---- passes -------------------------------------------------------------------------------------
+    def passes(self, h: int, w: int):
+        """[(label, floor px, [(graph, size, 2x3 map)])] from big faces to small: floor is the narrowest face
+        the pass finds reliably, in photo pixels."""
+        L = max(h, w)
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        out = [("whole photo, 128 px", WHOLE_FLOOR * L,
+                [("front128", 128, square_map(cx, cy, L * (1 + 2 * WHOLE_MARGIN), 128))]),
+               ("whole photo, 256 px", SMALL_FLOOR * L, [("back256", 256, square_map(cx, cy, L, 256))])]
+        side = L * (0.5 + TILE_OVERLAP)
+        if SMALL_FLOOR * L >= MIN_FIND_PX:  # tiles find what the small pass cannot, down to SMALL_FLOOR * side
+            centres = [(x, y) for y in _tile_centres(h, side) for x in _tile_centres(w, side)]
+            out.append((f"{len(centres)} tiles, 256 px", SMALL_FLOOR * side,
+                        [("back256", 256, square_map(x, y, side, 256)) for x, y in centres]))
+        return out
+
+    def detect(self, rgb: np.ndarray, largest_only: bool = False) -> list[Face]:
+        h, w = rgb.shape[:2]
+        confirmed: list[Hit] = []
+        tried: list[Hit] = []
+        prev_floor = math.inf
+        for label, floor, runs in self.passes(h, w):
+            if confirmed and (largest_only and max(c.box[2] for c in confirmed) >= prev_floor):
+                break  # every face wider than prev_floor was found already: nothing here can be larger
+            if prev_floor < MIN_FIND_PX and confirmed:
+                break
+            hits = [hit for name, size, m in runs for hit in self._find(rgb, name, size, m, label)]
+            new = self._new(hits, confirmed + tried)
+            new.sort(key=lambda t: -t.box[2] * t.box[3])
+            for hit in new:
+                if largest_only and confirmed and hit.box[2] * hit.box[3] < max(c.box[2] * c.box[3] for c in confirmed):
+                    break
+                r = self.refine(rgb, hit)
+                if r is None:
+                    tried.append(hit)
+                elif not any(_same_face(r, c) for c in confirmed):  # e.g. a tile saw part of a big face
+                    confirmed.append(r)
+            prev_floor = floor
+        return [self._face(c) for c in confirmed]
+
+    @staticmethod
+    def _new(hits: list[Hit], known: list[Hit]) -> list[Hit]:
+        """hits (from all runs of a pass) merged among themselves, minus faces already known."""
+        hits = sorted(hits, key=lambda t: -t.score)
+        out = []
+        for hit in hits:
+            others = out + known
+            if others and iou(hit.box, np.array([o.box for o in others])).max() >= NMS_IOU:
+                continue
+            out.append(hit)
+        return out
+
+    # ---- refinement ---------------------------------------------------------------------------------
+    def refine(self, rgb: np.ndarray, hit: Hit) -> Hit | None:
+        """The face again, upright at the front graph's best scale, on the crop and its mirror image: the
+        mean of both, or None where neither confirms it."""
+        out = self._refine_once(rgb, hit)
+        if out is not None and abs(math.degrees(_tilt(out.landmarks) - _tilt(hit.landmarks))) > RELEVEL_DEG:
+            again = self._refine_once(rgb, out)
+            out = again if again is not None else out
+        return out
+
+    def _refine_once(self, rgb, hit: Hit) -> Hit | None:
+        left, right = hit.landmarks[0], hit.landmarks[1]
+        d = max(float(np.hypot(*(right - left))), 0.1 * hit.box[2], 1.0)
+        angle = _tilt(hit.landmarks)
+        down = np.array([-math.sin(angle), math.cos(angle)])
+        centre = (left + right) / 2 + REFINE_DOWN * d * down
+        size = 128
+        m = square_map(centre[0], centre[1], d / REFINE_EYES, size, angle)
+        crop = warp_input(rgb, m, size)
+        found = []
+        for mirrored in (False, True):
+            scores, boxes, lms = self.run("front128", crop[:, ::-1] if mirrored else crop)
+            if mirrored:
+                boxes = boxes.copy()
+                boxes[:, 0] = (size - 1) - boxes[:, 0]
+                lms = mirror_landmarks(lms, size)
+            # the face we came for: the best detection whose box centre is near the crop's centre
+            near = np.hypot(boxes[:, 0] - (size - 1) / 2, boxes[:, 1] - (size - 1) / 2) < REFINE_EYES * size
+            dets = blend_nms(np.where(near, scores, 0.0), boxes, lms, CANDIDATE_SCORE)
+            if dets:
+                found.append(dets[0])
+        # both views must see it: a face stays a face in the mirror, most false hits (textures) do not
+        if len(found) < 2:
+            return None
+        score = float(np.mean([f[0] for f in found]))
+        if score < CONFIRM_SCORE:
+            return None
+        box = np.mean([f[1] for f in found], 0)
+        lm = np.mean([f[2] for f in found], 0)
+        return _to_photo_hit((score, box, lm), m, size, hit.how)
+
+    @staticmethod
+    def _face(hit: Hit) -> Face:
+        eyes = tuple((float(x), float(y)) for x, y in hit.landmarks[:2])
+        return Face(tuple(float(v) for v in hit.as_xywh()), eyes, hit.score, "landmarks",
+                    f"{hit.how}, refined upright")
+
+
+def _same_face(a: Hit, b: Hit) -> bool:
+    """Two refined hits on one face: eye midpoints closer than half the smaller eye distance."""
+    da, db = (float(np.hypot(*(h.landmarks[1] - h.landmarks[0]))) for h in (a, b))
+    return float(np.hypot(*(a.landmarks[:2].mean(0) - b.landmarks[:2].mean(0)))) < 0.5 * min(da, db)
+
+
+def _tilt(landmarks: np.ndarray) -> float:
+    """The eye line's angle (radians, image coordinates: positive turns clockwise on screen)."""
+    dx, dy = landmarks[1] - landmarks[0]
+    return math.atan2(dy, dx)
+
+
+def _tile_centres(extent: int, side: float) -> list[float]:
+    """Centres of the fewest tiles of `side` covering 0..extent with at least TILE_OVERLAP overlap."""
+    if side >= extent:
+        return [(extent - 1) / 2]
+    n = 2
+    while (extent - side) / (n - 1) > side * (1 - TILE_OVERLAP / (0.5 + TILE_OVERLAP)):
+        n += 1
+    step = (extent - side) / (n - 1)
+    return [side / 2 - 0.5 + i * step for i in range(n)]

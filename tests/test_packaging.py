@@ -33,6 +33,10 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
     listed = {MANIFEST_NAME} | {e["path"] for _, e in iter_files(load_manifest(MODEL, verify=False))}
     missing = sorted(p for p in listed if f"faceedit/models/default/{p}" not in names)
     assert not missing, f"the wheel lacks {missing}"
+    detector = ROOT / "faceedit" / "detectors" / "blazeface"
+    shipped = sorted(p.name for p in detector.iterdir() if p.is_file())
+    missing = [p for p in shipped if f"faceedit/detectors/blazeface/{p}" not in names]
+    assert not missing, f"the wheel lacks the detector's {missing}"
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -41,7 +45,10 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
             "assert str(e.model.path).startswith(%r), e.model.path\n"
             "faces = e.sample(2, seed=0)\n"
             "out = e.edit(faces, {'smiling': 1})\n"
-            "print(out.shape)\n") % str(site)
+            "print(out.shape)\n"
+            "from faceedit.engine.detect import make_detector\n"
+            "d = make_detector(backend=e.backend)\n"
+            "assert str(d.files.path).startswith(%r), d.files.path\n") % (str(site), str(site))
     env = {**os.environ, "PYTHONPATH": str(site)}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from faceedit.cli.errors import friendly
-from faceedit.cli.options import (BACKEND_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
+from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
 
 
@@ -22,6 +22,7 @@ def register(app: typer.Typer):
               precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
               aligned: bool = typer.Option(False, "--aligned", help="Inputs are already aligned faces: no detection."),
               face: str = typer.Option("largest", "--face", help="largest, all, or a number (0 = leftmost)."),
+              detector: Optional[str] = typer.Option(None, "--detector", help=DETECTOR_HELP),
               detector_model: Optional[Path] = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
               max_pixels: float = typer.Option(50.0, "--max-pixels", help=MAX_PIXELS_HELP)):
         """Infer the attributes of the faces in photos."""
@@ -31,7 +32,7 @@ def register(app: typer.Typer):
         which = parse_face_choice(face)
         inputs, batch = files.collect_inputs(image)
         editor = load_editor(model, backend, precision)
-        pe = PhotoEditor(editor, detector_model)
+        pe = PhotoEditor(editor, detector_model, detector)
         report, failures = [], 0
         for src in inputs:
             try:
@@ -43,16 +44,21 @@ def register(app: typer.Typer):
                 failures += 1
                 typer.secho(f"error: {src.name}: {str(e).splitlines()[0]}", fg="red", err=True)
                 continue
-            probs = editor.attributes([c for c, _, _ in prepared])
+            crops = [c for c, _, _ in prepared if c is not None]  # None: found, too small to edit
+            probs = iter(editor.attributes(crops) if crops else [])
             faces = []
-            for (_, _, info), row in zip(prepared, probs):
-                info.before = dict(zip(editor.attribute_names, map(float, row)))
+            for crop, _, info in prepared:
+                if crop is not None:
+                    info.before = dict(zip(editor.attribute_names, map(float, next(probs))))
                 faces.append(info)
             if as_json:
                 report.append({"image": str(src), "faces": [face_dict(f, False) for f in faces]})
                 continue
             typer.echo(f"{src}")
             for i, f in enumerate(faces):
+                if f.skipped:
+                    typer.echo(f" face {i} at {f.box} skipped: {f.skipped}")
+                    continue
                 typer.echo(f" face {i} at {f.box} ({f.how}): attribute probability")
                 for line in attribute_lines(f.before, None, set()):
                     typer.echo(line)

@@ -7,7 +7,9 @@ MODEL_HELP = "Model directory or name (default: the shipped model)."
 BACKEND_HELP = "auto (the fastest available here), onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt."
 PRECISION_HELP = ("auto (the fastest variant the export accepted for that backend: bf16 on OpenVINO with a bf16 CPU, "
                   "fp16 on GPUs, else fp32), fp32, int8, bf16 (OpenVINO) or fp16 (GPU), if the model has it.")
-DETECTOR_MODEL_HELP = "YuNet face detector .onnx (OpenCV zoo) instead of Haar cascades."
+DETECTOR_HELP = ("Face detector: blazeface (default, shipped: face box and eye landmarks), haar (OpenCV cascades) "
+                 "or yunet (needs --detector-model).")
+DETECTOR_MODEL_HELP = "YuNet face detector .onnx (OpenCV zoo), for --detector yunet."
 MAX_PIXELS_HELP = "Refuse images over this many megapixels (decompression bombs)."
 
 
@@ -31,6 +33,8 @@ def attribute_lines(before: dict, after: dict | None, changed: set) -> list[str]
 
 
 def face_dict(f, with_after: bool) -> dict:
+    if f.skipped:  # found, too small to edit
+        return {"box": list(f.box), "found": f.how, "skipped": f.skipped}
     d = {"box": list(f.box), "found": f.how, "attributes": {k: round(v, 5) for k, v in f.before.items()}}
     if with_after:
         d["attributes_after"] = {k: round(v, 5) for k, v in f.after.items()}

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from faceedit.cli.errors import UserError, friendly
-from faceedit.cli.options import (BACKEND_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
+from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
 
 
@@ -26,6 +26,7 @@ def register(app: typer.Typer):
             raw: bool = typer.Option(False, "--raw", help="Paste the decoder's raw output (colour-matched) instead of the residual edit that keeps the photo's detail."),
             fixed_strength: bool = typer.Option(False, "--fixed-strength", help="Render every edit at its attribute's gain: no auto strength (which pushes an edit harder where the model does not see it land)."),
             literal: bool = typer.Option(False, "--literal", help="Change only the attributes named: no implied attributes (e.g. mustache=1 also sets male=1, no_beard=0, as every training face with a mustache has them)."),
+            detector: Optional[str] = typer.Option(None, "--detector", help=DETECTOR_HELP),
             detector_model: Optional[Path] = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
             max_pixels: float = typer.Option(50.0, "--max-pixels", help=MAX_PIXELS_HELP),
             as_json: bool = typer.Option(False, "--json", help="Print the attributes before/after as JSON.")):
@@ -44,7 +45,7 @@ def register(app: typer.Typer):
         for name, rate, split in editor.model.weak_edits(sorted(changed)):
             typer.secho(f"note: {name} edits landed on {rate:.0%} of the {split} faces this model was measured on; "
                         "expect little change or artefacts", fg="yellow", err=True)
-        pe = PhotoEditor(editor, detector_model)
+        pe = PhotoEditor(editor, detector_model, detector)
         failures, report = 0, []
         for o in files.run_jobs(pe, jobs, request, which, aligned, raw, int(max_pixels * 1e6)):
             if o.error is not None:
@@ -60,6 +61,9 @@ def register(app: typer.Typer):
                 continue
             typer.echo(f"{o.job.src} -> {o.written}")
             for i, f in enumerate(o.faces):
+                if f.skipped:
+                    typer.echo(f" face {i} at {f.box} skipped: {f.skipped}")
+                    continue
                 typer.echo(f" face {i} at {f.box} ({f.how}): attribute probability before -> after")
                 for line in attribute_lines(f.before, f.after, changed):
                     typer.echo(line)

@@ -50,14 +50,41 @@ def align(photo: np.ndarray, eyes, crop_eyes, model_size: int) -> tuple[np.ndarr
     return crop, Alignment(m, side, footprint(m, side, photo.shape))
 
 
-def face_mask(side: int) -> np.ndarray:
-    """side x side float32: 1 over the face and hair, falling smoothly to exactly 0 before the crop's edge."""
+# Where BlazeFace's nose and mouth sit in the model's crop for a face looking straight on (median of 292
+# real photos aligned on their eyes), and how far the mask may follow a face away from that
+FRONTAL_NOSE_MOUTH = (0.49, 0.657)   # mean of nose and mouth, crop fractions
+EDGE_RAMP = 0.04                     # the mask falls to 0 over this fraction of the crop at its border
+MAX_SHIFT = 0.04                     # how far the ellipse may move (it shrinks as much: see face_mask)
+
+
+def face_mask(side: int, landmarks=None) -> np.ndarray:
+    """side x side float32: 1 over the face and hair, falling smoothly to exactly 0 before the crop's edge.
+    landmarks: the face's points in crop fractions (rows: eyes, nose, mouth, ...): the ellipse moves with a
+    turned head's nose and mouth (the eyes are where the crop put them), within MAX_SHIFT."""
     sigma = 0.025 * side
+    dx = dy = 0.0
+    if landmarks is not None and len(landmarks) >= 4:
+        nx, ny = np.mean(np.asarray(landmarks, np.float64)[2:4], axis=0)
+        dx = float(np.clip(nx - FRONTAL_NOSE_MOUTH[0], -MAX_SHIFT, MAX_SHIFT))
+        dy = float(np.clip(ny - FRONTAL_NOSE_MOUTH[1], -MAX_SHIFT, MAX_SHIFT))
     m = np.zeros((side, side), np.float32)
-    cv2.ellipse(m, (round(side * 0.5), round(side * 0.5)), (round(side * 0.38), round(side * 0.42)), 0, 0, 360, 1.0, -1)
+    # drawn with 4 fractional bits: the ellipse moves smoothly with the face, not in whole pixels
+    # the ellipse's centre moves by the shift, its axes shrink by as much: no edge passes the frontal one's
+    c = (round((0.5 + dx) * side * 16), round((0.5 + dy) * side * 16))
+    axes = (round(side * (0.38 - abs(dx)) * 16), round(side * (0.42 - abs(dy)) * 16))
+    cv2.ellipse(m, c, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
     m = cv2.GaussianBlur(m, (0, 0), sigma)
+    # the blur's tail reaches the crop's top and bottom rows (2.6% at 64 px): ramp it to exactly 0 there, or
+    # the pasted edit would stop in a step at the crop's border
+    m *= box_mask(side, side, EDGE_RAMP)
     m[m < 1e-3] = 0.0  # the Gaussian's far tail: make the outside exactly untouched
     return m
+
+
+def to_crop(al: "Alignment", points) -> np.ndarray:
+    """Photo points -> the crop's fractions (0..1 across the crop)."""
+    p = np.asarray(points, np.float64)
+    return (p @ al.matrix[:, :2].T + al.matrix[:, 2]) / al.side
 
 
 def box_mask(h: int, w: int, feather: float = 0.06) -> np.ndarray:
@@ -92,5 +119,5 @@ def paste_difference(photo: np.ndarray, delta: np.ndarray, al: Alignment) -> Non
     back = cv2.warpAffine(delta, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     roi = photo[y0:y1, x0:x1]
-    touched = np.any(back != 0, axis=2)
-    roi[touched] = np.clip(roi[touched].astype(np.float32) + back[touched] + 0.5, 0, 255).astype(np.uint8)
+    # saturating add with rounding: where back is exactly 0 the pixel comes back unchanged
+    roi[:] = cv2.add(roi, back, dtype=cv2.CV_8U)

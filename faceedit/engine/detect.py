@@ -22,6 +22,7 @@ class Face:
     score: float
     eyes_from: str      # "landmarks", "eye cascade" or "face box (geometric)"
     how: str = ""       # which pass found it, for the user (e.g. "whole photo, 128 px")
+    landmarks: tuple | None = None  # BlazeFace's six points (eyes, nose, mouth, ears), photo pixels
 
     @property
     def area(self) -> float:

@@ -1,5 +1,6 @@
 """Edit faces in ordinary photos: detect -> align each face to the model's crop -> edit (one batch for all
-faces of all photos) -> paste the change back through the inverse warp and a feathered mask.
+faces of all photos) -> paste the change back through the inverse warp and a feathered mask that follows
+the face (its landmarks, where the detector gives them).
 
 With aligned=True the photo is already a face in CelebA's framing (or the model's square crop itself): the
 model's crop box is taken from manifest["crop"] and no detection runs."""
@@ -15,6 +16,10 @@ from faceedit.engine.detect import Face, make_detector
 from faceedit.engine.errors import EngineError, NoFaceFound
 from faceedit.engine.imageio import Photo
 
+# A face is edited when its crop is at least this fraction of the model's input (64 px: eyes >= 13 px
+# apart, a face ~30 px wide); smaller ones would be upscaled past what the edit can add detail to.
+MIN_EDIT_SCALE = 0.75
+
 
 @dataclass
 class FaceEdit:
@@ -24,6 +29,7 @@ class FaceEdit:
     after: dict = field(default_factory=dict)    # attribute head on the edited face
     pushed: dict = field(default_factory=dict)   # auto strength: attribute -> multiplier on its gain, where > 1
     implied: dict = field(default_factory=dict)  # implied attributes the edit changed: attribute -> 0 or 1
+    skipped: str = ""          # why this face was found but not edited (too small), else ""
 
 
 @dataclass
@@ -62,14 +68,18 @@ def aligned_box(h: int, w: int, crop: dict) -> tuple[int, int, int, str]:
 
 
 class PhotoEditor:
-    def __init__(self, editor, detector_model=None):
+    def __init__(self, editor, detector_model=None, detector: str | None = None):
+        """detector: blazeface (default), haar or yunet (with detector_model, YuNet's .onnx)."""
         self.editor = editor
-        self.detector = make_detector(detector_model)
+        self.detector = make_detector(detector, detector_model, backend=getattr(editor, "backend", None))
         self.crop_eyes = editor.model.crop["eyes"]
+        eye_frac = float(np.hypot(*np.subtract(self.crop_eyes[1], self.crop_eyes[0])))
+        self.min_eye_px = MIN_EDIT_SCALE * eye_frac * editor.size
 
-    def faces(self, rgb: np.ndarray) -> list[Face]:
-        """Faces left to right (the order --face INDEX counts in)."""
-        return sorted(self.detector.detect(rgb), key=lambda f: (f.box[0], f.box[1]))
+    def faces(self, rgb: np.ndarray, largest_only: bool = False) -> list[Face]:
+        """Faces left to right (the order --face INDEX counts in). largest_only: the detector may stop once
+        the largest face is certain (faster; smaller faces may be missing from the list)."""
+        return sorted(self.detector.detect(rgb, largest_only=largest_only), key=lambda f: (f.box[0], f.box[1]))
 
     def choose(self, faces: list[Face], which, name: str = "the photo") -> list[Face]:
         if not faces:
@@ -82,8 +92,16 @@ class PhotoEditor:
             raise EngineError(f"--face {which}: {name} has {len(faces)} face(s), numbered 0..{len(faces) - 1} left to right")
         return [faces[which]]
 
+    def too_small(self, face: Face) -> str:
+        """Why a face cannot be edited ("" when it can)."""
+        if face.eye_distance >= self.min_eye_px:
+            return ""
+        return (f"too small to edit: eyes {face.eye_distance:.0f} px apart, the model needs at least "
+                f"{np.ceil(self.min_eye_px):.0f} (a face about {2.3 * self.min_eye_px:.0f} px wide)")
+
     def _crops(self, photo: Photo, which, aligned: bool):
-        """[(crop, paste-back info, FaceEdit)] for one photo."""
+        """[(crop, paste-back info, FaceEdit)] for one photo; a face too small to edit comes as
+        (None, None, FaceEdit with .skipped) under --face all, and as an error when it was asked for alone."""
         rgb = photo.rgb
         name = photo.path.name if photo.path else "the photo"
         if aligned:
@@ -91,10 +109,18 @@ class PhotoEditor:
             x0, y0, side, how = aligned_box(h, w, self.editor.model.crop)
             return [(rgb[y0:y0 + side, x0:x0 + side], ("box", x0, y0, side), FaceEdit((x0, y0, side, side), how))]
         out = []
-        for f in self.choose(self.faces(rgb), which, name):
-            crop, al = A.align(rgb, f.eyes, self.crop_eyes, self.editor.size)
+        for f in self.choose(self.faces(rgb, largest_only=which == "largest"), which, name):
             box = tuple(int(round(v)) for v in f.box)
-            out.append((crop, ("warp", al), FaceEdit(box, f"detected ({self.detector.name}), eyes from {f.eyes_from}")))
+            how = f"detected ({self.detector.name}{': ' + f.how if f.how else ''}), eyes from {f.eyes_from}"
+            why = self.too_small(f)
+            if why:
+                if which != "all":
+                    raise NoFaceFound(f"the face found in {name} at {box} is {why}")
+                out.append((None, None, FaceEdit(box, how, skipped=why)))
+                continue
+            crop, al = A.align(rgb, f.eyes, self.crop_eyes, self.editor.size)
+            marks = A.to_crop(al, f.landmarks) if f.landmarks is not None else None
+            out.append((crop, ("warp", al, marks), FaceEdit(box, how)))
         return out
 
     def prepare(self, photo: Photo, which="largest", aligned: bool = False):
@@ -107,9 +133,9 @@ class PhotoEditor:
         EditRequest (Editor.request)."""
         target, mask = self.editor.change_vectors(changes)
         jobs = prepared if prepared is not None else [self.prepare(p, which, aligned) for p in photos]
-        flat = [j for per in jobs for j in per]
+        flat = [j for per in jobs for j in per if j[0] is not None]
         if not flat:
-            return [PhotoEdit(p, []) for p in photos]
+            return [PhotoEdit(p, [info for _, _, info in per]) for p, per in zip(photos, jobs)]
         res = self.editor.edit_crops([c for c, _, _ in flat], target, mask, raw=raw)
         finals = []
         for (crop, place, _), edited in zip(flat, res.images):
@@ -123,6 +149,9 @@ class PhotoEditor:
             rgb = photo.rgb.copy()
             faces = []
             for crop, place, info in per:
+                if crop is None:  # found, too small to edit: reported, not touched
+                    faces.append(info)
+                    continue
                 edited, m = finals[k]
                 info.before = dict(zip(names, map(float, res.before[k])))
                 info.after = dict(zip(names, map(float, after[k])))
@@ -139,7 +168,7 @@ class PhotoEditor:
     @staticmethod
     def _mask(place, shape):
         if place[0] == "warp":
-            return A.face_mask(place[1].side)
+            return A.face_mask(place[1].side, place[2])
         h, w = shape[:2]
         return None if place[1:3] == (0, 0) and place[3] == 0 else A.box_mask(h, w)
 

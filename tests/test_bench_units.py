@@ -67,7 +67,13 @@ def _result():
                         cfg("openvino-raw/bf16/fused", "openvino-raw", "bf16", 3.0, 950.0, 0.9, engine=False)],
             "concurrency": [{"clients": 64, "max_delay_ms": 2, "throughput_ips": 460.0, "p50_ms": 1, "p99_ms": 2,
                              "mean_batch": 30.0}],
-            "end_to_end": {"photo": {"p50_ms": 35.0, "p95_ms": 40, "p99_ms": 41},
+            "end_to_end": {"photo": {"p50_ms": 20.0, "p95_ms": 24, "p99_ms": 26},
+                           "detection": {"detector": "blazeface",
+                                         "synthetic": {"faces": 10, "found": 10, "within_5pct": 9, "false_faces": 0,
+                                                       "eye_error_mean": 0.02, "eye_error_max": 0.06, "cases": []},
+                                         "folder": {"photos": 200, "found_with_landmark_eyes_inside": 199,
+                                                    "found_fraction": 0.995, "folder": "photos", "detect_ms_p50": 5.0,
+                                                    "detect_ms_p95": 9.0, "decode_ms_p50": 1.0, "missed": ["x.jpg"]}},
                            "cold_run": {"ok": True, "wall_s_median": 0.7, "peak_rss_mb": 120.0}}}
 
 
@@ -80,6 +86,9 @@ def test_targets_pass_and_miss():
     assert t["reduced precision vs fp32 (onnxruntime)"]["measured"] == pytest.approx(700 / 500, rel=1e-3)  # fp32 peaks at batch 1
     assert t["batcher, 64 clients vs best offline"]["pass"] is True
     assert t["1-MP photo end to end p50"]["pass"] is True
+    assert t["synthetic faces found, eyes within 5%"]["measured"] == pytest.approx(90.0)
+    assert t["synthetic faces found, eyes within 5%"]["pass"] is False  # one face's eyes off by more than 5%
+    assert t["photos found with landmark eyes"]["pass"] is True
     assert t["cold `faceedit run`"]["pass"] is False
     assert t["runtime peak RSS"]["pass"] is True
 
@@ -92,6 +101,7 @@ def test_targets_absent_without_baseline():
     assert t["batch-1 crop edit vs PyTorch eager"]["pass"] is None
     assert "baseline absent" in t["batch-1 crop edit vs PyTorch eager"]["detail"]
     assert t["cold `faceedit run`"]["pass"] is None
+    assert t["photos found with landmark eyes"]["pass"] is None
 
 
 def test_report_and_markdown(tmp_path):

@@ -27,6 +27,8 @@ class Plan:
     concurrency: bool = True                 # the dynamic batcher under N clients
     end_to_end: bool = True                  # the 1-MP photo, engine load time, cold `faceedit run`
     photo_side: int = 1024                   # the astronaut upscaled to side x side (1024: 1.05 MP)
+    photos: Path | None = None               # a folder of real photos for the face detection report
+    crops: bool = True                       # the crop-edit measurements (roofline, configs, batcher)
 
     @property
     def quick(self) -> bool:

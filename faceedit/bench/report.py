@@ -91,6 +91,9 @@ def print_report(result: dict, console=None):
         elif key == "cold_run" and v:
             console.print(f"{label}: [red]failed[/] ({v.get('error', '')})")
 
+    for line in detection_lines(e2e.get("detection") or {}):
+        console.print(line, highlight=False)
+
     absent = result.get("absent", {})
     if absent:
         console.print("[dim]absent: " + "; ".join(f"{k}: {v}" for k, v in absent.items()) + "[/]")
@@ -103,6 +106,35 @@ def print_report(result: dict, console=None):
         t.add_row(x["name"], x["target"], _fmt(x["measured"], ".3g") + (f" {x['unit']}" if x["measured"] is not None else ""),
                   mark, x["detail"])
     console.print(t)
+
+
+def detection_lines(det: dict) -> list[str]:
+    """The face detector's report: synthetic cases by kind, and the folder of photos when given."""
+    lines = []
+    syn = det.get("synthetic") or {}
+    if syn.get("cases"):
+        kinds = {}
+        for c in syn["cases"]:
+            k = kinds.setdefault(c["kind"], {"faces": 0, "found": 0, "errors": [], "false": 0, "ms": []})
+            k["faces"] += c["faces"]
+            k["found"] += c["found"]
+            k["false"] += c["false_faces"]
+            k["errors"] += [e for e in c["eye_errors"] if e is not None]
+            k["ms"].append(c["ms"])
+        lines.append(f"face detection ({det.get('detector')}), synthetic astronaut cases: {syn['found']}/{syn['faces']} "
+                     f"found, {syn['within_5pct']} with both eyes within 5% of the eye distance, {syn['false_faces']} false")
+        for kind, k in kinds.items():
+            err = f", eye error mean {100 * sum(k['errors']) / len(k['errors']):.1f}% max {100 * max(k['errors']):.1f}%" \
+                if k["errors"] else ""
+            lines.append(f"  {kind:<9} {k['found']}/{k['faces']} found{err}, {k['false']} false, "
+                         f"{sorted(k['ms'])[len(k['ms']) // 2]:.3g} ms/photo")
+    folder = det.get("folder") or {}
+    if folder.get("photos"):
+        lines.append(f"face detection on {folder['folder']}: {folder['found_with_landmark_eyes_inside']}/{folder['photos']} "
+                     f"found with landmark eyes ({100 * folder['found_fraction']:.1f}%), detect p50 "
+                     f"{folder['detect_ms_p50']:.3g} ms, p95 {folder['detect_ms_p95']:.3g} ms, decode p50 "
+                     f"{folder['decode_ms_p50']:.3g} ms; not found: {', '.join(folder['missed']) or 'none'}")
+    return lines
 
 
 def auto_strength_line(result: dict) -> str:

@@ -48,12 +48,16 @@ def run(plan: Plan, eager_module=None, log=print) -> dict:
                     "absent": {}, "summary": {}}
     log(f"model {info.path} ({info.image_size}px, {len(info.attribute_names)} attributes); "
         f"machine {result['machine']['kind']}: {result['machine']['cpu']}")
-    measure_roofline(info, plan, result, log)
     work = offline.workload(info, max(plan.batches))
-    measure_offline(info, work, plan, eager_module, result, log)
+    if plan.crops:
+        measure_roofline(info, plan, result, log)
+        measure_offline(info, work, plan, eager_module, result, log)
+    else:
+        result.update(flops={}, peak={}, configs=[])
+        result["absent"]["crops"] = "crop edits not measured in this run (--photo-only)"
     auto = auto_editor(info, result)
-    result["auto_strength"] = measure_auto_strength(auto, plan, log)
-    result["concurrency"] = measure_concurrency(info, work, plan, result, log) if plan.concurrency else []
+    result["auto_strength"] = measure_auto_strength(auto, plan, log) if plan.crops else {"absent": "--photo-only"}
+    result["concurrency"] = measure_concurrency(info, work, plan, result, log) if plan.concurrency and plan.crops else []
     result["end_to_end"] = measure_end_to_end(info, work, plan, auto, log) if plan.end_to_end else \
         {"photo": {"absent": "not run in this plan"}, "cold_run": {"absent": "not run in this plan"}}
     del auto
@@ -188,13 +192,15 @@ def measure_end_to_end(info, work, plan, auto, log) -> dict:
     if auto is None:
         return {"photo": {"absent": "no backend loads this model"}, "cold_run": {"absent": "no backend loads this model"}}
     e2e = {}
-    log(f"{rgb.shape[1]}x{rgb.shape[0]} photo end to end (detect, align, edit, paste back)")
+    log(f"{rgb.shape[1]}x{rgb.shape[0]} photo end to end (decode, detect, align, edit, paste back, encode)")
     e2e["photo"] = end_to_end.photo_edit(auto, rgb, work["changes"], plan.photo_budget)
+    log("face detection: synthetic astronaut cases" + (f" and the photos in {plan.photos}" if plan.photos else ""))
+    e2e["detection"] = end_to_end.detection(auto, plan.photos, log=log)
     log("engine load time")
     e2e["load"] = end_to_end.load_time(info.path, repeats=1 if plan.mode == "tiny" else 3)
     log("cold `faceedit run` processes")
     with tempfile.TemporaryDirectory(prefix="faceedit-bench-photo-") as tmp:
-        photo_path = write_photo(Path(tmp) / "astronaut.png", rgb)
+        photo_path = write_photo(Path(tmp) / "astronaut.jpg", rgb)  # a JPEG, as photos people take come
         e2e["cold_run"] = cold = end_to_end.cold_run(info.path, photo_path, work["changes"], plan.cold_repeats)
-        cold["argv"] = [a if a != str(photo_path) else "astronaut.png" for a in cold["argv"]]
+        cold["argv"] = [a if a != str(photo_path) else "astronaut.jpg" for a in cold["argv"]]
     return e2e

@@ -57,11 +57,14 @@ def register(app: typer.Typer):
               batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,8,32)."),
               out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for MACHINE-KIND.json / .png / .md (the latest run per machine kind)."),
               backends: Optional[str] = typer.Option(None, "--backends", help="Only these, comma-separated: pytorch, openvino-raw and engine backends (onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt, tensorrt)."),
+              photos: Optional[Path] = typer.Option(None, "--photos", help="A folder of real photos: the face detector's report on them (found, eyes from landmarks, ms per photo)."),
+              photo_only: bool = typer.Option(False, "--photo-only", help="Only the photo path: end to end, face detection, engine load, cold `faceedit run` (no crop-edit tables)."),
               tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long smoke run (the test suite's)."),
               save: bool = typer.Option(True, "--save/--no-save", help="Write the result files."),
               json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole result as JSON to this file (even with --no-save).")):
-        """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, a 1-MP photo end to end and a
-        cold `faceedit run`, against PyTorch eager and the machine's measured peak; print targets pass/miss.
+        """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, a 1-MP photo end to end, the
+        face detector (synthetic cases; --photos FOLDER for real ones) and a cold `faceedit run`, against PyTorch
+        eager and the machine's measured peak; print targets pass/miss.
 
         Example: faceedit bench --quick
         """
@@ -74,17 +77,21 @@ def register(app: typer.Typer):
 
         console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no 80-column wrap
         mode = "tiny" if tiny else "quick" if quick else "full"
+        if photos is not None and not photos.is_dir():
+            raise UserError(f"--photos must be a folder of photos: {photos}")
         plan = make_plan(mode, model=model, checkpoint=checkpoint, batches=parse_batches(batches),
-                         backends=parse_backends(backends))
-        eager = eager_module(checkpoint)
+                         backends=parse_backends(backends), photos=photos)
+        plan.crops = not photo_only
+        eager = None if photo_only else eager_module(checkpoint)  # the baseline times crop edits only
         result = run(plan, eager_module=eager, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
         report.print_report(result, console)
         if json_path is not None:
             console.print(f"wrote {results.write_json(json_path, result)}")
         if save:
-            stem = result["machine"]["kind"] + ("" if mode == "full" else f"-{mode}")
+            stem = result["machine"]["kind"] + ("" if mode == "full" else f"-{mode}") + ("-photo" if photo_only else "")
             json_path = results.write_json(out / f"{stem}.json", result)
             md_path = results.write_text(out / f"{stem}.md", report.markdown(result))
-            png_path = plot(result, out / f"{stem}.png")
-            console.print(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else " (no matplotlib: no plot)")
+            png_path = None if photo_only else plot(result, out / f"{stem}.png")
+            console.print(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else
+                                                              " (no plot)" if photo_only else " (no matplotlib: no plot)")
                           + f" in {result['duration_s']:.0f} s")

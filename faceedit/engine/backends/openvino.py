@@ -9,6 +9,31 @@ from faceedit.engine.backends.base import Backend, Graph, cache_dir
 from faceedit.engine.errors import BackendUnavailable
 
 
+def import_openvino():
+    """import openvino, without the model converter its __init__ also loads (openvino.tools.ovc and its
+    telemetry: ~0.25 s of a cold `faceedit run` here, for a function the runtime never calls). The
+    converter stays importable later (`from openvino.tools.ovc import convert_model`)."""
+    import sys
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = "openvino.tools.ovc" not in sys.modules
+    if blocked:
+        sys.modules["openvino.tools.ovc"] = None  # openvino's __init__ imports it under `except ImportError: pass`
+    try:
+        import openvino
+    finally:
+        if blocked and sys.modules.get("openvino.tools.ovc", 0) is None:
+            del sys.modules["openvino.tools.ovc"]
+    if not hasattr(openvino, "convert_model"):
+        openvino.convert_model = _convert_model  # the public name, importing the converter on first call
+    return openvino
+
+
+def _convert_model(*args, **kwargs):
+    from openvino.tools.ovc import convert_model
+    return convert_model(*args, **kwargs)
+
+
 class OpenVINOGraph(Graph):
     def __init__(self, name, entry, compiled):
         super().__init__(name, entry)
@@ -35,7 +60,7 @@ class OpenVINOCPU(Backend):
     @classmethod
     def available(cls):
         try:
-            import openvino  # noqa: F401
+            import_openvino()
         except ImportError:
             return False, "openvino is not installed (pip install 'faceedit[openvino]')"
         return True, ""
@@ -44,8 +69,7 @@ class OpenVINOCPU(Backend):
     def core(cls):
         with cls._core_lock:
             if cls._core is None:
-                import openvino as ov
-                cls._core = ov.Core()
+                cls._core = import_openvino().Core()
             return cls._core
 
     def entry_for(self, model, graph, precision):

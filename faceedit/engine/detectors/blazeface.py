@@ -42,7 +42,8 @@ TILE_OVERLAP = 0.1      # tiles overlap by this fraction of L (a face cut by one
 MIN_FIND_PX = 32        # finer passes run while they can find faces at least this wide (photo pixels)
 REFINE_EYES = 0.15      # refinement: the eye distance as a fraction of the 128-px input (measured best)
 REFINE_DOWN = 0.45      # ... and the crop's centre below the eye midpoint, in eye distances
-REFINE_VIEWS = ((False,), (False, True), (False, True))  # refinement steps, each: mirrored? per view
+MAX_MIRRORED_STEPS = 2  # refinement steps on a crop and its mirror, while the framing moves by more than:
+SETTLED = 0.02          # ... this fraction of the eye distance (eye midpoint, eye distance) or 0.02 rad
 
 
 def _anchors() -> np.ndarray:
@@ -288,13 +289,18 @@ class BlazeFaceDetector:
     # ---- refinement ---------------------------------------------------------------------------------
     def refine(self, src, hit: Hit) -> Hit | None:
         """The face again, upright at the front graph's best scale: once on the crop the pass's landmarks
-        frame, then on the crop the refined ones frame and its mirror image (where the graph's landmarks
-        depend on the framing, so the second framing is the one they were measured on). The mean of the
-        last two views, or None where either does not confirm a face."""
-        for views in REFINE_VIEWS:
-            hit = self._refine_once(src, hit, views)
+        frame, then on the crop the refined ones frame and on its mirror image (averaged), and once more so
+        while that framing still moves (the graph's landmarks depend on the framing: they are calibrated
+        where the framing they give is the one they were measured on). None where a view does not confirm
+        a face."""
+        hit = self._refine_once(src, hit, (False,))
+        for step in range(MAX_MIRRORED_STEPS):
             if hit is None:
                 return None
+            new = self._refine_once(src, hit, (False, True))
+            if new is not None and step + 1 < MAX_MIRRORED_STEPS and _settled(hit, new):
+                return new
+            hit = new
         return hit
 
     def _refine_once(self, src, hit: Hit, views=(False, True)) -> Hit | None:
@@ -333,6 +339,13 @@ class BlazeFaceDetector:
         eyes = tuple((float(x), float(y)) for x, y in hit.landmarks[:2])
         return Face(tuple(float(v) for v in hit.as_xywh()), eyes, hit.score, "landmarks",
                     f"{hit.how}, refined upright", tuple((float(x), float(y)) for x, y in hit.landmarks))
+
+
+def _settled(a: Hit, b: Hit) -> bool:
+    """b's framing (eye midpoint, eye distance, tilt) is within SETTLED of a's."""
+    da, db = (float(np.hypot(*(h.landmarks[1] - h.landmarks[0]))) for h in (a, b))
+    shift = float(np.hypot(*(a.landmarks[:2].mean(0) - b.landmarks[:2].mean(0))))
+    return shift < SETTLED * da and abs(db - da) < SETTLED * da and abs(_tilt(a.landmarks) - _tilt(b.landmarks)) < SETTLED
 
 
 def _same_face(a: Hit, b: Hit) -> bool:

@@ -53,6 +53,7 @@ def align(photo: np.ndarray, eyes, crop_eyes, model_size: int) -> tuple[np.ndarr
 # Where BlazeFace's nose and mouth sit in the model's crop for a face looking straight on (median of 292
 # real photos aligned on their eyes), and how far the mask may follow a face away from that
 FRONTAL_NOSE_MOUTH = (0.49, 0.657)   # mean of nose and mouth, crop fractions
+MIN_FEATHER_PX = 2.0                 # the mask's edge blur (sigma) is never sharper than this, in crop pixels
 EDGE_RAMP = 0.04                     # the mask falls to 0 over this fraction of the crop at its border
 MAX_SHIFT = 0.04                     # how far the ellipse may move (it shrinks as much: see face_mask)
 
@@ -61,7 +62,7 @@ def face_mask(side: int, landmarks=None) -> np.ndarray:
     """side x side float32: 1 over the face and hair, falling smoothly to exactly 0 before the crop's edge.
     landmarks: the face's points in crop fractions (rows: eyes, nose, mouth, ...): the ellipse moves with a
     turned head's nose and mouth (the eyes are where the crop put them), within MAX_SHIFT."""
-    sigma = 0.025 * side
+    sigma = max(0.025 * side, MIN_FEATHER_PX)
     dx = dy = 0.0
     if landmarks is not None and len(landmarks) >= 4:
         nx, ny = np.mean(np.asarray(landmarks, np.float64)[2:4], axis=0)
@@ -71,7 +72,9 @@ def face_mask(side: int, landmarks=None) -> np.ndarray:
     # drawn with 4 fractional bits: the ellipse moves smoothly with the face, not in whole pixels
     # the ellipse's centre moves by the shift, its axes shrink by as much: no edge passes the frontal one's
     c = (round((0.5 + dx) * side * 16), round((0.5 + dy) * side * 16))
-    axes = (round(side * (0.38 - abs(dx)) * 16), round(side * (0.42 - abs(dy)) * 16))
+    # ... and stay 3 sigma inside the crop, where the blurred edge has faded out (small crops)
+    room = side / 2 - 3 * sigma
+    axes = (round(min(side * (0.38 - abs(dx)), room) * 16), round(min(side * (0.42 - abs(dy)), room) * 16))
     cv2.ellipse(m, c, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
     m = cv2.GaussianBlur(m, (0, 0), sigma)
     # the blur's tail reaches the crop's top and bottom rows (2.6% at 64 px): ramp it to exactly 0 there, or

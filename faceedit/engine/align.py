@@ -56,6 +56,7 @@ FRONTAL_NOSE_MOUTH = (0.49, 0.657)   # mean of nose and mouth, crop fractions
 MIN_FEATHER_PX = 2.0                 # the mask's edge blur (sigma) is never sharper than this, in crop pixels
 EDGE_RAMP = 0.04                     # the mask falls to 0 over this fraction of the crop at its border
 MAX_SHIFT = 0.04                     # how far the ellipse may move (it shrinks as much: see face_mask)
+MASK_DRAW_SIDE = 128                 # face_mask draws and blurs at most this wide, then enlarges
 
 
 def face_mask(side: int, landmarks=None) -> np.ndarray:
@@ -68,19 +69,26 @@ def face_mask(side: int, landmarks=None) -> np.ndarray:
         nx, ny = np.mean(np.asarray(landmarks, np.float64)[2:4], axis=0)
         dx = float(np.clip(nx - FRONTAL_NOSE_MOUTH[0], -MAX_SHIFT, MAX_SHIFT))
         dy = float(np.clip(ny - FRONTAL_NOSE_MOUTH[1], -MAX_SHIFT, MAX_SHIFT))
-    m = np.zeros((side, side), np.float32)
+    # drawn (and blurred) at most MASK_DRAW_SIDE pixels wide, then enlarged: it is smooth at every scale, and a
+    # 1-MP photo's face crop (~330 px, sigma 8) costs 0.25 ms instead of 1.5 (measured on this 2-core machine)
+    n = min(side, MASK_DRAW_SIDE)
+    k = n / side
+    m = np.zeros((n, n), np.float32)
     # drawn with 4 fractional bits: the ellipse moves smoothly with the face, not in whole pixels
     # the ellipse's centre moves by the shift, its axes shrink by as much: no edge passes the frontal one's
-    c = (round((0.5 + dx) * side * 16), round((0.5 + dy) * side * 16))
+    cx, cy = (((0.5 + d) * side + 0.5) * k - 0.5 for d in (dx, dy))  # crop -> drawing pixels (as resize maps)
+    c = (round(cx * 16), round(cy * 16))
     # ... and stay 3 sigma inside the crop, where the blurred edge has faded out (small crops)
     room = side / 2 - 3 * sigma
-    axes = (round(min(side * (0.38 - abs(dx)), room) * 16), round(min(side * (0.42 - abs(dy)), room) * 16))
+    axes = (round(min(side * (0.38 - abs(dx)), room) * k * 16), round(min(side * (0.42 - abs(dy)), room) * k * 16))
     cv2.ellipse(m, c, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
-    m = cv2.GaussianBlur(m, (0, 0), sigma)
+    m = cv2.GaussianBlur(m, (0, 0), sigma * k)
     # the blur's tail reaches the crop's top and bottom rows (2.6% at 64 px): ramp it to exactly 0 there, or
     # the pasted edit would stop in a step at the crop's border
-    m *= box_mask(side, side, EDGE_RAMP)
+    m *= box_mask(n, n, EDGE_RAMP)
     m[m < 1e-3] = 0.0  # the Gaussian's far tail: make the outside exactly untouched
+    if n != side:  # the border rows stay exactly 0 (resize reads the edge row there)
+        m = cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR)
     return m
 
 

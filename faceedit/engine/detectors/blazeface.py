@@ -193,13 +193,18 @@ class DetectorFiles:
                                   "replaced): reinstall faceedit, or use --detector haar")
 
 
+DETECTOR_THREADS = 1  # the 128-px graph: 1.1 ms on one thread, no faster on two (which spin: 2.3x the CPU)
+
+
 def detector_backend(backend=None):
-    """The engine backend to run the detector on: the editor's when it is a CPU backend, else ONNX Runtime
-    on the CPU (a 128-px graph gains nothing from a GPU round trip)."""
-    if backend is not None and getattr(backend, "device", "cpu") == "cpu" and backend.name in ("onnxruntime", "openvino"):
-        return backend
-    from faceedit.engine.backends.onnxruntime_cpu import OnnxRuntimeCPU
-    return OnnxRuntimeCPU(threads=getattr(backend, "threads", 0) or 0)
+    """The engine backend kind to run the detector on: the editor's when it is a CPU backend (no second
+    runtime to import), else ONNX Runtime on the CPU (a 128-px graph gains nothing from a GPU round
+    trip); on DETECTOR_THREADS threads."""
+    name = getattr(backend, "name", "onnxruntime")
+    if getattr(backend, "device", "cpu") != "cpu" or name not in ("onnxruntime", "openvino"):
+        name = "onnxruntime"
+    from faceedit.engine.backends import backend_class
+    return backend_class(name)(threads=DETECTOR_THREADS, cache=getattr(backend, "cache", True))
 
 
 class BlazeFaceDetector:

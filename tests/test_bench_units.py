@@ -157,3 +157,11 @@ def test_machine_description_is_json():
     assert d["cores"] >= 1 and "onnxruntime" in d["versions"]
     assert machine_kind(["NVIDIA H100 80GB HBM3"]) == "gpu-h100"
     assert machine_kind([]).startswith("cpu-")
+
+
+def test_photo_only_run_reports_the_crop_targets_absent():
+    r = _result()
+    r.update(configs=[], concurrency=[], absent={"crops": "crop edits not measured in this run (--photo-only)"})
+    t = {x["name"]: x for x in targets.evaluate(r)}
+    assert t["batch-1 crop edit vs PyTorch eager"]["pass"] is None and "--photo-only" in t["batch-1 crop edit vs PyTorch eager"]["detail"]
+    assert t["1-MP photo end to end p50"]["pass"] is True and t["photos found with landmark eyes"]["pass"] is True

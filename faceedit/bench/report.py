@@ -51,7 +51,8 @@ def print_report(result: dict, console=None):
         t.add_row(r["name"], _fmt(r["gflops"]), _fmt(r["b1_p50"]), _fmt(r["b1_p95"]), _fmt(r["b1_p99"]),
                   _fmt(r["b1_vs_eager"], ".2f"), f"{r['best_thr']:.0f}", str(r["best_batch"]),
                   _fmt(r["best_vs_eager"], ".2f"), _pct(r["peak_fraction"]))
-    console.print(t)
+    if result.get("configs"):  # none with --photo-only
+        console.print(t)
 
     batches = sorted({int(b) for c in result.get("configs", []) for b in c["batches"]})
     t = Table(title="p50 ms per call / throughput img/s, by batch size")
@@ -62,7 +63,8 @@ def print_report(result: dict, console=None):
         if c.get("batches"):
             t.add_row(c["name"], *[f"{c['batches'][str(b)]['p50_ms']:.3g} / {c['batches'][str(b)]['throughput_ips']:.0f}"
                                    if str(b) in c["batches"] else "-" for b in batches])
-    console.print(t)
+    if result.get("configs"):
+        console.print(t)
 
     if result.get("concurrency"):
         t = Table(title=f"dynamic batcher ({result.get('summary', {}).get('batcher_config', '?')})")

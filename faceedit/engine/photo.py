@@ -118,10 +118,16 @@ class PhotoEditor:
                     raise NoFaceFound(f"the face found in {name} at {box} is {why}")
                 out.append((None, None, FaceEdit(box, how, skipped=why)))
                 continue
-            crop, al = A.align(rgb, f.eyes, self.crop_eyes, self.editor.size)
-            marks = A.to_crop(al, f.landmarks) if f.landmarks is not None else None
-            out.append((crop, ("warp", al, marks), FaceEdit(box, how)))
+            crop, place = self.align(rgb, f)
+            out.append((crop, place, FaceEdit(box, how)))
         return out
+
+    def align(self, rgb: np.ndarray, face: Face):
+        """(the face's crop at its own resolution, its paste-back placement: the warp and, where the detector
+        gave them, the landmarks in crop fractions that the mask follows)."""
+        crop, al = A.align(rgb, face.eyes, self.crop_eyes, self.editor.size)
+        marks = A.to_crop(al, face.landmarks) if face.landmarks is not None else None
+        return crop, ("warp", al, marks)
 
     def prepare(self, photo: Photo, which="largest", aligned: bool = False):
         return self._crops(photo, which, aligned)
@@ -167,8 +173,8 @@ class PhotoEditor:
 
     @staticmethod
     def _mask(place, shape):
-        if place[0] == "warp":
-            return A.face_mask(place[1].side, place[2])
+        if place[0] == "warp":  # ("warp", alignment[, landmarks in crop fractions])
+            return A.face_mask(place[1].side, place[2] if len(place) > 2 else None)
         h, w = shape[:2]
         return None if place[1:3] == (0, 0) and place[3] == 0 else A.box_mask(h, w)
 

@@ -164,8 +164,8 @@ class FaceService:
         chosen = self.photo_editor.choose(found, which, "the photo")
         jobs = []
         for f in chosen:
-            crop, al = A.align(rgb, f.eyes, self.photo_editor.crop_eyes, self.editor.size)
-            jobs.append((crop, ("warp", al),
+            crop, place = self.photo_editor.align(rgb, f)  # as `faceedit run` aligns (and masks) it
+            jobs.append((crop, place,
                          FaceResult(found.index(f), tuple(int(round(v)) for v in f.box),
                                     tuple(tuple(round(c, 1) for c in e) for e in f.eyes),
                                     f"detected ({self.photo_editor.detector.name}), eyes from {f.eyes_from}")))

@@ -15,7 +15,7 @@ app.add_typer(data_cmd.app, name="data")
 def _register():
     # Modules that may be missing while a room is being built are skipped, never half-registered.
     import importlib
-    for mod in ("train_cmd", "export_cmd", "run_cmd", "bench_cmd"):
+    for mod in ("train_cmd", "eval_cmd", "export_cmd", "run_cmd", "bench_cmd"):
         try:
             m = importlib.import_module(f"faceedit.cli.{mod}")
         except ModuleNotFoundError as e:

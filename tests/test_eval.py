@@ -11,7 +11,10 @@ torch = pytest.importorskip("torch")
 
 from faceedit.cli.main import app  # noqa: E402
 from faceedit.core.files import sha256_file  # noqa: E402
-from faceedit.train.evaluate import JudgeModel, evaluate, open_model, psnr, ssim  # noqa: E402
+from faceedit.eval.judge import JudgeModel  # noqa: E402
+from faceedit.eval.metrics import psnr, ssim  # noqa: E402
+from faceedit.eval.run import evaluate  # noqa: E402
+from faceedit.eval.subject import open_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +22,13 @@ def tiny_judge(synth_data, tmp_path_factory):
     from faceedit.train.judge import train_judge
     return train_judge(synth_data, tmp_path_factory.mktemp("judge") / "judge.pt", steps=6, batch_size=16,
                        log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_reporting_judge(synth_data, tmp_path_factory):
+    from faceedit.train.judge import train_judge
+    return train_judge(synth_data, tmp_path_factory.mktemp("rjudge") / "reporting_judge.pt", steps=6, batch_size=16,
+                       log=lambda *a: None, arch="reporting")
 
 
 def test_psnr_and_ssim_are_sane():
@@ -29,10 +39,15 @@ def test_psnr_and_ssim_are_sane():
     assert 15 < psnr(noisy, a).mean() < 30 and ssim(noisy, a).mean() < 0.99
 
 
-def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
+def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tiny_reporting_judge, synth_data, tmp_path):
     out = tmp_path / "eval.json"
-    r = CliRunner().invoke(app, ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data),
-                                 "--split", "test", "--judge", str(tiny_judge), "--json", str(out)])
+    args = ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "test", "--judge", str(tiny_judge)]
+    # the test split is read by the reporting judge: refused without one, in one line, nothing written
+    r = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert r.exit_code == 2 and "reporting judge" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not out.exists()
+    r = CliRunner().invoke(app, [*args, "--reporting-judge", str(tiny_reporting_judge), "--json", str(out),
+                                 "--folds", "2", "--epochs", "1"])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["faces"] == 24 and len(res["attributes"]) == 14
@@ -44,6 +59,17 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, syn
     assert 0 < res["reconstruction"]["psnr_db"] < 60
     assert res["summary"]["edit_success_mean13"] == res["edit_success"]["intensity_1"]["residual"]["mean_standard13"]
     assert "reconstruction: PSNR" in r.output
+    # scored by the reporting judge, the choice judge alongside; realism with both judges' readings
+    assert res["judges"] == {"scoring": "reporting_judge.pt", "alongside": "judge.pt", "kid_features": "reporting_judge.pt"}
+    real, judged = res["realism"]["edit_success_realistic"], res["realism"]["edit_success_judged"]
+    assert judged["per_attribute"] == res["auto_strength"]["edit_success"]["per_attribute"]
+    assert all(real["per_attribute"][a] <= judged["per_attribute"][a] for a in res["attributes"])
+    assert set(res["realism"]["two_sample"]["per_attribute"]) == set(res["attributes"])
+    assert 0 <= res["realism"]["two_sample"]["reconstruction"] <= 1
+    assert set(res["realism"]["kid"]["per_attribute"]) == set(res["attributes"])
+    assert set(res["alongside_judge"]["edit_success_realistic"]["per_attribute"]) == set(res["attributes"])
+    assert res["summary"]["edit_success_realistic_mean13"] == real["mean_standard13"]
+    assert "two-sample test (2-fold" in r.output and "target reconstruction PSNR" in r.output
     # the judge's recall on real faces and the edits split by direction add up to the figures above
     labels_pos = res["judge_recall_on_real"]
     assert sum(v["positives"] for v in labels_pos.values()) > 0
@@ -61,13 +87,16 @@ def test_exported_directory_scores_like_its_checkpoint(tiny_checkpoint, tiny_jud
     export_model(tiny_checkpoint, model_dir, int8=False, openvino=False, fp16=False, judge=tiny_judge,
                  log=lambda *a: None)
     judge = JudgeModel(tiny_judge)
-    a = evaluate(open_model(tiny_checkpoint), judge, synth_data, "val", log=lambda *a: None)
-    b = evaluate(open_model(model_dir), JudgeModel(model_dir / "judge.onnx"), synth_data, "val", log=lambda *a: None)
+    a = evaluate(open_model(tiny_checkpoint), judge, synth_data, "val", realism=False, log=lambda *a: None)
+    b = evaluate(open_model(model_dir), JudgeModel(model_dir / "judge.onnx"), synth_data, "val", realism=False,
+                 log=lambda *a: None)
     assert a["attribute_accuracy"] == b["attribute_accuracy"]
     assert a["reconstruction"]["psnr_db"] == pytest.approx(b["reconstruction"]["psnr_db"], abs=0.01)
     ea = a["edit_success"]["intensity_1"]["raw"]["mean_all"]
     eb = b["edit_success"]["intensity_1"]["raw"]["mean_all"]
     assert ea == pytest.approx(eb, abs=0.02)  # a judge decision at exactly 0.5 may flip, nothing more
+    ra = a["realism"]["artifact_ratio"]["median_all_edits"]
+    assert ra == pytest.approx(b["realism"]["artifact_ratio"]["median_all_edits"], rel=0.02)
 
 
 def test_eval_refuses_a_missing_model(synth_data, tmp_path):
@@ -77,7 +106,7 @@ def test_eval_refuses_a_missing_model(synth_data, tmp_path):
 
 
 def test_strength_table_counts_unintended_flips_against_intended_ones():
-    from faceedit.train.evaluate import strength_table
+    from faceedit.eval.report import strength_table
     block = lambda v: {"mean_standard13": v}
     res = {"attributes": ["a"] * 14, "edit_gain": 1.0,
            "edit_success": {"intensity_1": {"residual": block(0.4)}, "intensity_1.5": {"residual": block(0.7)},
@@ -91,7 +120,7 @@ def test_strength_table_counts_unintended_flips_against_intended_ones():
 
 
 def test_best_gains_pick_each_attributes_best_net_effect():
-    from faceedit.train.evaluate import attribute_strengths, best_gains
+    from faceedit.eval.report import attribute_strengths, best_gains
     per = lambda a, b: {"per_attribute": {"a": a, "b": b}}
     res = {"attributes": ["a", "b"], "edit_gains": {"a": 1.0, "b": 1.5},
            "edit_success": {"intensity_1": {"residual": per(0.5, 0.9)}, "intensity_1.5": {"residual": per(0.9, 0.95)},
@@ -111,13 +140,13 @@ def test_best_gains_pick_each_attributes_best_net_effect():
 def val_eval(model, judge, data, out, intensities="1,1.5,2"):
     """`faceedit eval --split val` through the CLI: (its output, the JSON it wrote)."""
     r = CliRunner().invoke(app, ["eval", "--model", str(model), "--data", str(data), "--split", "val",
-                                 "--judge", str(judge), "--intensities", intensities, "--json", str(out)])
+                                 "--judge", str(judge), "--intensities", intensities, "--json", str(out), "--no-two-sample"])
     assert r.exit_code == 0, r.output
     return r, json.loads(out.read_text())
 
 
 def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
-    from faceedit.train.evaluate import best_gains
+    from faceedit.eval.report import best_gains
     sweep = tmp_path / "sweep.json"
     r, res = val_eval(tiny_checkpoint, tiny_judge, synth_data, sweep)
     chosen = res["edit_strength_per_attribute"]["best_gains"]
@@ -154,7 +183,7 @@ def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, t
     best tops into the manifest (and refuses sweeps of the test split or of another directory); an eval of
     the updated directory scores its default edit exactly as the sweep scored those tops."""
     import shutil
-    from faceedit.train.evaluate import best_tops
+    from faceedit.eval.report import best_tops
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     sweep = tmp_path / "sweep.json"

@@ -153,7 +153,7 @@ def test_export_update_writes_rules_and_eval_scores_edits_with_them(tiny_model_d
     assert res["implied"]["rules"] == rules
     # a rule changed an attribute on exactly the faces where the model read it otherwise
     from faceedit.train.data import ImageCache, load_celeba
-    from faceedit.train.evaluate import open_model
+    from faceedit.eval.subject import open_model
     ds = load_celeba(synth_data)
     under = open_model(model)
     x = ImageCache(ds, under.image_size).images[ds.split_indices("val")].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1

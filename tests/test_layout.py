@@ -3,7 +3,9 @@
 - core: the standard library, numpy and nothing else of faceedit: every room may use it;
 - engine: core only, and never torch (the lean runtime installs without it);
 - train: core only (no export, engine, cli, bench, eval, serve);
-- bench: core and engine; torch only in the PyTorch baseline (bench/eager.py)."""
+- bench: core and engine; torch only in the PyTorch baseline (bench/eager.py);
+- eval: core and engine (the edit goes through engine.Editor), training code only for checkpoints;
+- serve: core and engine only, never torch."""
 from __future__ import annotations
 
 import ast
@@ -19,6 +21,8 @@ RULES = {  # room -> (faceedit rooms it must not import, third-party modules it 
     "engine": (set(ROOMS) - {"core", "engine"}, {"torch", "onnx", "onnxscript"}),
     "train": (set(ROOMS) - {"core", "train"}, set()),
     "bench": ({"export", "cli", "serve", "eval"}, set()),
+    "eval": ({"cli", "serve", "bench", "export"}, set()),  # torch and training code only lazily, for checkpoints
+    "serve": (set(ROOMS) - {"core", "engine", "serve"}, {"torch", "onnx", "onnxscript"}),
 }
 TORCH_ALLOWED = {"bench/eager.py"}  # the PyTorch-eager baseline is the one bench module that needs torch
 

@@ -84,7 +84,7 @@ def _gains_from(path: Path, checkpoint: Path) -> dict:
     measured = result.get("checkpoint_sha256")  # absent in sweeps from before it was recorded
     if measured and checkpoint.is_file() and measured != sha256_file(checkpoint):
         raise UserError(f"--edit-gains-from: {path} measured another checkpoint than {checkpoint}")
-    from faceedit.train.evaluate import best_gains
+    from faceedit.eval.report import best_gains
     try:
         return best_gains(result)
     except (KeyError, TypeError, ValueError):

@@ -18,13 +18,15 @@ def register(app: typer.Typer):
                       eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="A `faceedit eval` JSON of this directory, with its current settings, whose summary goes into the manifest."),
                       implied_for: Optional[str] = typer.Option(None, "--implied-for", help="Attributes (comma-separated) whose edits also set what every training face with that value has (faceedit.core.implied); '' removes the rules. Needs --implied-data."),
                       implied_data: Optional[Path] = typer.Option(None, "--implied-data", help="The dataset (CelebA layout) whose train-split labels the implied rules come from."),
-                      implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest).")):
-        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
+                      implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest)."),
+                      reporting_judge: Optional[Path] = typer.Option(None, "--reporting-judge", help="A reporting judge checkpoint (`faceedit train judge --arch reporting`): exported as reporting_judge.onnx and listed in the manifest.")):
+        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes,
+        and reporting_judge.onnx with --reporting-judge).
 
         Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
         """
-        if auto_strength_from is None and eval_json is None and implied_for is None:
-            raise UserError("nothing to update: give --auto-strength-from, --implied-for and/or --eval-json")
+        if auto_strength_from is None and eval_json is None and implied_for is None and reporting_judge is None:
+            raise UserError("nothing to update: give --auto-strength-from, --implied-for, --eval-json and/or --reporting-judge")
         implied = None if implied_for is None else [a.strip() for a in implied_for.split(",") if a.strip()]
         if implied and implied_data is None:
             raise UserError("--implied-for needs --implied-data: the dataset whose train labels the rules come from")
@@ -36,8 +38,12 @@ def register(app: typer.Typer):
         from faceedit.export import ExportError
         from faceedit.core.manifest import ManifestError
         try:
-            update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
-                         implied_for=implied, implied_data=implied_data, implied_note=implied_note)
+            if reporting_judge is not None:
+                from faceedit.export.reporting_judge import add_reporting_judge
+                add_reporting_judge(model, reporting_judge, log=typer.echo)
+            if auto_strength_from is not None or eval_json is not None or implied_for is not None:
+                update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
+                             implied_for=implied, implied_data=implied_data, implied_note=implied_note)
         except (ExportError, ManifestError) as e:
             raise UserError(str(e)) from None
         typer.echo(f"updated {model / 'manifest.json'}")

@@ -1,16 +1,13 @@
 """`faceedit train` (the CVAE-GAN; every TrainConfig field is an option) with its subcommands judge, guide,
-from-model and bundle; and `faceedit eval`. They need the [train] extra: torch."""
+from-model and bundle. They need the [train] extra: torch. (`faceedit eval` is in eval_cmd.py.)"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
 
 from faceedit.cli.errors import UserError, friendly
-from faceedit.core.files import sha256_file
 from faceedit.train.config import TrainConfig, config_options
 
 
@@ -77,14 +74,17 @@ def judge_cmd(data: Path = typer.Option(..., "--data", help="CelebA-layout folde
               steps: int = typer.Option(0, "--steps", help="Total steps instead of --epochs (0: use --epochs)."),
               batch_size: int = typer.Option(64, "--batch-size"),
               lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (one-cycle schedule)."),
-              seed: int = typer.Option(1, "--seed")):
+              seed: int = typer.Option(1, "--seed"),
+              arch: str = typer.Option("judge", "--arch", help="judge (the choice judge, judge.onnx) or reporting (the test split's judge, reporting_judge.onnx: another architecture, used for reporting only).")):
     """Train the independent judge classifier that scores edits (train split only; the best epoch on val is kept).
 
     Example: faceedit train judge --data ../shared/celeba --out runs/judge/judge.pt
     """
     _need_torch()
-    from faceedit.train.judge import train_judge
-    train_judge(data, out, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    from faceedit.train.judge import ARCHS, train_judge
+    if arch not in ARCHS:
+        raise UserError(f"--arch must be one of {', '.join(ARCHS)}, got '{arch}'")
+    train_judge(data, out, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch)
 
 
 @train_app.command("guide")
@@ -171,107 +171,3 @@ def slim_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="A traini
 
 def register(app: typer.Typer):
     app.add_typer(train_app, name="train")
-
-    @app.command("eval")
-    @friendly
-    def eval_cmd(model: Optional[Path] = typer.Option(None, "--model", help="Model directory or training checkpoint (default: the shipped model)."),
-                 data: Path = typer.Option(..., "--data"),
-                 split: str = typer.Option("test", "--split", help="train, val or test."),
-                 judge: Optional[Path] = typer.Option(None, "--judge", help="Judge (.pt or .onnx); default: the model directory's judge.onnx."),
-                 json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here."),
-                 limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split."),
-                 edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values, every attribute (default: the model directory's gains, 1 for a checkpoint)."),
-                 intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it).")):
-        """Attribute accuracy, edit success (judged), reconstruction PSNR/SSIM, edit disturbance.
-
-        Example: faceedit eval --data ../shared/celeba --split test --json eval.json
-        """
-        from rich.console import Console
-        from rich.table import Table
-
-        from faceedit.models import DEFAULT_MODEL
-        from faceedit.train.evaluate import (JudgeModel, attribute_strengths, best_gains, best_tops, evaluate,
-                                             open_model, strength_table, summary, write_json)
-        model = model or DEFAULT_MODEL
-        if judge is None:
-            cand = Path(model) / "judge.onnx" if Path(model).is_dir() else None
-            if not cand or not cand.exists():
-                raise UserError("no judge: pass --judge (a judge .pt from train-judge, or a judge.onnx)")
-            judge = cand
-        console = Console()
-        try:
-            levels = tuple(sorted({float(v) for v in intensities.split(",") if v.strip()}))
-        except ValueError:
-            raise UserError(f"--intensities must be numbers separated by commas, got '{intensities}'") from None
-        if 1.0 not in levels or not all(-1 <= v <= 2 for v in levels):
-            raise UserError(f"--intensities must include 1 and stay within -1..2, got '{intensities}'")
-        under_test = open_model(model)
-        if edit_gain is not None:
-            if not 0.5 <= edit_gain <= 4:
-                raise UserError(f"--edit-gain must be within 0.5..4, got {edit_gain:g}")
-            under_test.edit_gains = [edit_gain] * len(under_test.edit_gains)
-        res = evaluate(under_test, JudgeModel(judge), data, split, limit=limit, intensities=levels,
-                       log=lambda m: console.print(m, style="dim"))
-        t = Table(title=f"faceedit eval: {model} on {split} ({res['faces']} faces)")
-        auto = res["auto_strength"]
-        has_auto = any(v > 1 for v in auto["top_multiplier"].values())
-        for c in ("attribute", "inference acc", "edit success", *(["edit (auto strength)"] if has_auto else []),
-                  "edit (raw)", "edit x2", "disturbance", "judge acc"):
-            t.add_column(c, justify="right" if c != "attribute" else "left")
-        e1, e2 = res["edit_success"]["intensity_1"], res["edit_success"].get("intensity_2")
-        d1 = res["edit_disturbance"]["intensity_1"]
-        for a in res["attributes"]:
-            t.add_row(a, f"{res['attribute_accuracy']['per_attribute'][a]:.1%}",
-                      f"{e1['residual']['per_attribute'][a]:.1%}",
-                      *([f"{auto['edit_success']['per_attribute'][a]:.1%}"] if has_auto else []),
-                      f"{e1['raw']['per_attribute'][a]:.1%}",
-                      f"{e2['residual']['per_attribute'][a]:.1%}" if e2 else "-",
-                      f"{d1['per_attribute'][a]:.1%}",
-                      f"{res['judge_accuracy_on_real']['per_attribute'][a]:.1%}")
-        t.add_row("[bold]mean (13 standard)", f"{res['attribute_accuracy']['mean_standard13']:.1%}",
-                  f"{e1['residual']['mean_standard13']:.1%}",
-                  *([f"{auto['edit_success']['mean_standard13']:.1%}"] if has_auto else []),
-                  f"{e1['raw']['mean_standard13']:.1%}",
-                  f"{e2['residual']['mean_standard13']:.1%}" if e2 else "-",
-                  f"{d1['mean_standard13']:.1%}",
-                  f"{res['judge_accuracy_on_real']['mean_standard13']:.1%}")
-        console.print(t)
-        if has_auto:
-            console.print(f"auto strength (the default edit): success {auto['edit_success']['mean_standard13']:.1%}, "
-                          f"disturbance {auto['edit_disturbance']['mean_standard13']:.1%} (fixed strength: "
-                          f"{e1['residual']['mean_standard13']:.1%}, {d1['mean_standard13']:.1%})")
-        if res["implied"]["rules"]:
-            free = (auto["edit_disturbance_excluding_implied"] if has_auto
-                    else res["edit_disturbance_excluding_implied"]["intensity_1"])
-            console.print(f"implied attributes ({', '.join(res['implied']['rules'])}): disturbance of the attributes an "
-                          f"edit did not set itself {free['mean_standard13']:.1%}")
-        console.print(f"reconstruction: PSNR {res['reconstruction']['psnr_db']:.2f} dB, SSIM {res['reconstruction']['ssim']:.3f}")
-        rows = strength_table(res)
-        if len(rows) > 1:
-            uniform = len(set(under_test.edit_gains)) == 1  # else a row's "gain" multiplies each attribute's own
-            gain = (lambda g: f"gain {g:g}") if uniform else (lambda g: f"gains x{g:g}")
-            console.print("edit strength (13 standard, residual): " + "; ".join(
-                f"value {r['intensity']:g} = {gain(r['gain'])}: success {r['edit_success']:.1%}, disturbance "
-                f"{r['disturbance']:.1%}, net {r['net']:+.3f}" for r in rows))
-            if uniform:
-                best = max(rows, key=lambda r: r["net"])
-                console.print(f"best net effect at gain {best['gain']:g} (faceedit export --edit-gain {best['gain']:g})")
-            per = best_gains(res)
-            console.print("best net effect per attribute (faceedit export --edit-gains-from this JSON, if it is a "
-                          "validation run): " + ", ".join(f"{a} {g:g}" for a, g in per.items()))
-            res["edit_strength"] = rows
-            if "auto_strength_sweep" in res:
-                console.print("auto strength, best top multiplier per attribute (faceedit export-update "
-                              "--auto-strength-from this JSON, if it is a validation run): "
-                              + ", ".join(f"{a} {g:g}" for a, g in best_tops(res).items()))
-            res["edit_strength_per_attribute"] = {"best_gains": per, "rows": attribute_strengths(res)}
-        if json_out:
-            res["summary"] = summary(res)
-            res["command"] = f"faceedit eval --model {model} --data {data} --split {split} --judge {judge}"
-            if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
-                res["checkpoint_sha256"] = sha256_file(model)
-            else:  # and `export-update` that it gets the model directory measured
-                from faceedit.core.manifest import decoder_fingerprint  # torch-free: eval of a directory needs no torch
-                res["model_decoder_sha256"] = decoder_fingerprint(under_test.manifest)
-            write_json(res, json_out)
-            console.print(f"wrote {json_out}")

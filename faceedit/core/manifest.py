@@ -51,6 +51,7 @@ def iter_files(manifest: dict):
         for precision, entry in (precisions or {}).items():
             entries.append((f"{graph}/{precision}", entry))
     entries.append(("judge", manifest.get("judge")))
+    entries.append(("reporting_judge", manifest.get("reporting_judge")))
     entries.append(("latent_prior", manifest.get("latent_prior")))
     trt = manifest.get("tensorrt")
     if isinstance(trt, dict):

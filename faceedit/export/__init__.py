@@ -66,7 +66,7 @@ def _read_eval(path) -> dict:
     p = Path(path)
     obj = load_eval_json(p)
     if "edit_success" in obj:  # a full `faceedit eval` result: keep its summary
-        from faceedit.train.evaluate import summary
+        from faceedit.eval.report import summary
         try:
             return {**summary(obj), "source": p.name}
         except (KeyError, TypeError):

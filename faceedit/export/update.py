@@ -58,11 +58,11 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
                  implied_for=None, implied_data=None, implied_note: str = "") -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
-    best net effect there (evaluate.best_tops). eval_json: a `faceedit eval` of this directory with its
+    best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
     current settings, whose summary becomes the manifest's "eval". implied_for: attributes whose edits get
     implied rules from implied_data's train labels ([] removes them); applied first, so a sweep or an eval
     given with it must have measured the new rules."""
-    from faceedit.train.evaluate import best_tops
+    from faceedit.eval.report import best_tops
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
     manifest, names = info.manifest, info.attribute_names

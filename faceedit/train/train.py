@@ -288,7 +288,7 @@ class Trainer:
     def validate(self) -> dict:
         """Attribute accuracy, reconstruction PSNR, edit success as judged by D's classifier (a proxy), and,
         with a judge, the judge's verdict on the same edits applied as residuals (what best.pt is chosen by;
-        faceedit.train.evaluate gives the reported figures)."""
+        faceedit.eval gives the reported figures)."""
         m = self.model.eval()
         accs, psnrs, succ = [], [], []
         judged, judge_hits = 0, 0.0  # the judge scores the residual edits of the first judge_val faces

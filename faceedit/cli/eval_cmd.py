@@ -1,0 +1,90 @@
+"""`faceedit eval`: the CLI front end of faceedit/eval (figures, realism, both judges)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceedit.cli.errors import UserError, friendly
+
+
+def register(app: typer.Typer):
+    @app.command("eval")
+    @friendly
+    def eval_cmd(model: Optional[Path] = typer.Option(None, "--model", help="Model directory or training checkpoint (default: the shipped model)."),
+                 data: Path = typer.Option(..., "--data"),
+                 split: str = typer.Option("test", "--split", help="train, val or test. The test split is read by the reporting judge, the others by the choice judge."),
+                 judge: Optional[Path] = typer.Option(None, "--judge", help="Choice judge (.pt or .onnx); default: the model directory's judge.onnx."),
+                 reporting_judge: Optional[Path] = typer.Option(None, "--reporting-judge", help="Reporting judge (.pt or .onnx) for the test split and KID; default: the model directory's reporting_judge.onnx."),
+                 json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results here."),
+                 figure: Optional[Path] = typer.Option(None, "--figure", help="Write a PNG of the median and worst edit per attribute (by artifact ratio)."),
+                 limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split."),
+                 edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values, every attribute (default: the model directory's gains, 1 for a checkpoint)."),
+                 intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it)."),
+                 two_sample: bool = typer.Option(True, "--two-sample/--no-two-sample", help="Run the two-sample test (a small CNN per attribute; needs torch)."),
+                 folds: int = typer.Option(3, "--folds", help="Two-sample test: folds, split by identity."),
+                 epochs: int = typer.Option(6, "--epochs", help="Two-sample test: epochs of each fold's CNN.")):
+        """Attribute accuracy, edit success (judged and realistic), disturbance, reconstruction, realism.
+
+        Example: faceedit eval --data ../shared/celeba --split val --json eval.json --figure edits.png
+        """
+        from rich.console import Console
+
+        from faceedit.core.files import sha256_file
+        from faceedit.eval.judge import CHOICE, REPORTING, JudgeModel, directory_judge
+        from faceedit.eval.report import print_report, summary, write_json
+        from faceedit.eval.run import evaluate
+        from faceedit.eval.subject import open_model
+        from faceedit.models import DEFAULT_MODEL
+        model = model or DEFAULT_MODEL
+        try:
+            levels = tuple(sorted({float(v) for v in intensities.split(",") if v.strip()}))
+        except ValueError:
+            raise UserError(f"--intensities must be numbers separated by commas, got '{intensities}'") from None
+        if 1.0 not in levels or not all(-1 <= v <= 2 for v in levels):
+            raise UserError(f"--intensities must include 1 and stay within -1..2, got '{intensities}'")
+        if edit_gain is not None and not 0.5 <= edit_gain <= 4:
+            raise UserError(f"--edit-gain must be within 0.5..4, got {edit_gain:g}")
+        if folds < 2 or epochs < 1:
+            raise UserError("--folds must be at least 2 and --epochs at least 1")
+        under_test = open_model(model)
+        if edit_gain is not None:
+            under_test = under_test.with_gain(edit_gain)
+        choice = judge or directory_judge(model, CHOICE)
+        reporting = reporting_judge or directory_judge(model, REPORTING)
+        if split == "test":
+            if reporting is None:
+                raise UserError("the test split is reported by the reporting judge: pass --reporting-judge (a .pt from "
+                                "`faceedit train-judge --arch reporting`, or a reporting_judge.onnx)")
+            scoring, alongside = JudgeModel(reporting), (JudgeModel(choice) if choice else None)
+        else:
+            if choice is None:
+                raise UserError("no judge: pass --judge (a judge .pt from train-judge, or a judge.onnx)")
+            scoring, alongside = JudgeModel(choice), None
+        feature_net = scoring if split == "test" else (JudgeModel(reporting) if reporting else None)
+        if feature_net is not None and not feature_net.has_features:
+            feature_net = None
+        console = Console()
+        keep = {} if figure else None
+        res = evaluate(under_test, scoring, data, split, limit=limit, intensities=levels, alongside=alongside,
+                       features=feature_net, realism=two_sample, folds=folds, epochs=epochs, keep=keep,
+                       log=lambda m: console.print(m, style="dim"))
+        print_report(console, res, f"faceedit eval: {model} on {split} ({res['faces']} faces, judge {scoring.name})",
+                     uniform_gains=len(set(under_test.edit_gains)) == 1)
+        if figure:
+            from faceedit.eval.figure import write_figure
+            write_figure(figure, under_test, data, keep)
+            console.print(f"wrote {figure}")
+        if json_out:
+            res["summary"] = summary(res)
+            res["command"] = (f"faceedit eval --model {model} --data {data} --split {split} --judge {choice} "
+                              f"--reporting-judge {reporting} --intensities {intensities}"
+                              + ("" if two_sample else " --no-two-sample") + (f" --limit {limit}" if limit else ""))
+            if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
+                res["checkpoint_sha256"] = sha256_file(model)
+            else:  # and `export-update` that it gets the model directory measured
+                from faceedit.core.manifest import decoder_fingerprint
+                res["model_decoder_sha256"] = decoder_fingerprint(under_test.manifest)
+            write_json(res, json_out)
+            console.print(f"wrote {json_out}")

@@ -1,0 +1,55 @@
+"""`faceedit eval --figure PATH`: per attribute, the median and the worst default edit by artifact ratio,
+each beside its input, at the full crop of the data set's photo (the product's residual edit at the crop's own
+size, shown enlarged without smoothing so stripes stay visible). Worst = farthest from 1 in log ratio."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceedit.core.files import atomic_path
+
+TILE = 160          # pixels per shown crop
+LABEL_W = 230       # the label column
+
+
+def picks(ratios: np.ndarray) -> tuple[int, int]:
+    """(median face, worst face) by artifact ratio."""
+    order = np.argsort(ratios)
+    return int(order[len(order) // 2]), int(np.argmax(np.abs(np.log(np.maximum(ratios, 1e-8)))))
+
+
+def write_figure(path, model, data, keep: dict, attributes=None) -> None:
+    from faceedit.train.data import CROP_FRACTION, IMAGE_DIR, crop_face, decode, load_celeba
+    ds = load_celeba(data)
+    names = list(attributes or keep["ratios"])
+    a = len(model.attributes)
+    rows = []
+    for name in names:
+        k = model.attributes.index(name)
+        r = keep["ratios"][name]
+        tiles = []
+        for i in picks(r):
+            img = decode(ds.root / IMAGE_DIR / ds.names[keep["index"][i]])
+            crop = crop_face(img, int(round(CROP_FRACTION * img.shape[1])))
+            target, mask = np.zeros(a, np.float32), np.zeros(a, np.float32)
+            target[k], mask[k] = keep["flip_to"][name][i], 1.0
+            out = model.default.edit_crops([crop], target, mask).images[0]
+            tiles += [(crop, "input"), (out, f"{'+' if target[k] > 0.5 else '-'}{name} r={r[i]:.2f}")]
+        rows.append(_row(name, tiles))
+    head = np.full((40, rows[0].shape[1], 3), 255, np.uint8)
+    for c, text in enumerate(("median edit", "worst edit (artifact ratio)")):
+        cv2.putText(head, text, (LABEL_W + c * 2 * TILE + 8, 27), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
+    sheet = np.concatenate([head, *rows])
+    with atomic_path(path, ".png") as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+
+
+def _row(name, tiles) -> np.ndarray:
+    row = np.full((TILE + 22, LABEL_W + TILE * len(tiles), 3), 255, np.uint8)
+    cv2.putText(row, name, (6, TILE // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
+    for c, (img, caption) in enumerate(tiles):
+        x0 = LABEL_W + c * TILE
+        row[:TILE, x0:x0 + TILE] = cv2.resize(img, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
+        cv2.putText(row, caption, (x0 + 3, TILE + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    return row

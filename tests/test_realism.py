@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceedit.engine.model import ModelInfo
+from faceedit.core.model_dir import ModelInfo
 from faceedit.eval import realism as R
 from faceedit.eval.run import evaluate
 from faceedit.eval.subject import UnderTest

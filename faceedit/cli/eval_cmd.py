@@ -56,11 +56,11 @@ def register(app: typer.Typer):
         if split == "test":
             if reporting is None:
                 raise UserError("the test split is reported by the reporting judge: pass --reporting-judge (a .pt from "
-                                "`faceedit train-judge --arch reporting`, or a reporting_judge.onnx)")
+                                "`faceedit train judge --arch reporting`, or a reporting_judge.onnx)")
             scoring, alongside = JudgeModel(reporting), (JudgeModel(choice) if choice else None)
         else:
             if choice is None:
-                raise UserError("no judge: pass --judge (a judge .pt from train-judge, or a judge.onnx)")
+                raise UserError("no judge: pass --judge (a judge .pt from `faceedit train judge`, or a judge.onnx)")
             scoring, alongside = JudgeModel(choice), None
         feature_net = scoring if split == "test" else (JudgeModel(reporting) if reporting else None)
         if feature_net is not None and not feature_net.has_features:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from faceedit.engine.editor import Editor
-from faceedit.engine.model import ModelInfo
+from faceedit.core.model_dir import ModelInfo
 
 
 class UnderTest:
@@ -73,7 +73,7 @@ def open_model(path) -> UnderTest:
 
 
 def _checkpoint(path: Path) -> UnderTest:
-    from faceedit.train.train import load_checkpoint
+    from faceedit.train.checkpoint import load_checkpoint
     model, state = load_checkpoint(path)
     cfg = state["model_config"]
     names = list(cfg["attributes"])

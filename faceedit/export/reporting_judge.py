@@ -27,7 +27,7 @@ class ReportingJudgeGraph(nn.Module):
 
 
 def export_reporting_judge(checkpoint, path) -> dict:
-    """Reporting judge checkpoint (`faceedit train-judge --arch reporting`) -> ONNX; returns its manifest entry."""
+    """Reporting judge checkpoint (`faceedit train judge --arch reporting`) -> ONNX; returns its manifest entry."""
     from faceedit.core.manifest import file_entry
     from faceedit.train.judge import load_judge
     try:
@@ -38,7 +38,7 @@ def export_reporting_judge(checkpoint, path) -> dict:
         raise ExportError(f"cannot load judge {checkpoint}: {str(e).splitlines()[0]}") from None
     if state.get("arch") != "reporting":
         raise ExportError(f"{checkpoint} is a choice judge (arch {state.get('arch', 'judge')}); the reporting judge is "
-                          "trained with `faceedit train-judge --arch reporting`")
+                          "trained with `faceedit train judge --arch reporting`")
     size = state["image_size"]
     example = (torch.rand(2, 3, size, size) * 2 - 1,)
     model = export_graph(ReportingJudgeGraph(fold_batchnorm(judge)), example, path, ("image",),

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from faceedit.train import checkpoint
 from faceedit.train.augment import augment, jitter, soften, to_tensor
-from faceedit.train.checkpoint import atomic_save, load_checkpoint  # noqa: F401  (evaluate.py imports it here)
+from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import CelebA, ImageCache, load_celeba
 from faceedit.train.model import CVAEGAN

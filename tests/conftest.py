@@ -47,3 +47,17 @@ def tiny_model_dir(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model") / "model"
     export_model(tiny_checkpoint, out, int8=False, openvino=False, fp16=False, log=lambda *a: None)
     return out
+
+
+def cli(*args):
+    """`faceedit ARGS` in-process (typer's runner); every argument as a string."""
+    from typer.testing import CliRunner
+
+    from faceedit.cli.main import app
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def model_args(tiny_model_dir):
+    """The tiny exported model on ONNX Runtime fp32: what the CLI tests edit with."""
+    return ["--model", tiny_model_dir, "--backend", "onnxruntime", "--precision", "fp32"]

@@ -10,25 +10,12 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
-from typer.testing import CliRunner
 
-from faceedit.cli.main import app
+from conftest import cli
 from faceedit.engine import align as A
 
 pytest.importorskip("skimage")
 from faceedit.bench import detection as D  # noqa: E402
-
-runner = CliRunner()
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_model_dir):
-    return ["--model", tiny_model_dir, "--backend", "onnxruntime", "--precision", "fp32"]
-
 
 def group_photo(path):
     """Two faces big enough to edit (eyes 22 and 32 px apart) and one too small (10 px), on a faceless

@@ -10,20 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from faceedit.cli.main import app
-
-runner = CliRunner()
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def model_args(tiny_model_dir):
-    return ["--model", tiny_model_dir, "--backend", "onnxruntime", "--precision", "fp32"]
+from conftest import cli
 
 
 @pytest.fixture()

@@ -39,6 +39,7 @@ def test_psnr_and_ssim_are_sane():
     assert 15 < psnr(noisy, a).mean() < 30 and ssim(noisy, a).mean() < 0.99
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tiny_reporting_judge, synth_data, tmp_path):
     out = tmp_path / "eval.json"
     args = ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "test", "--judge", str(tiny_judge)]
@@ -81,6 +82,7 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tin
         assert hits / 24 == pytest.approx(res["edit_success"]["intensity_1"]["residual"]["per_attribute"][a], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_exported_directory_scores_like_its_checkpoint(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
     from faceedit.export import export_model
     model_dir = tmp_path / "model"
@@ -145,6 +147,7 @@ def val_eval(model, judge, data, out, intensities="1,1.5,2"):
     return r, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
     from faceedit.eval.report import best_gains
     sweep = tmp_path / "sweep.json"
@@ -178,6 +181,7 @@ def test_export_takes_per_attribute_gains_from_a_validation_sweep(tiny_checkpoin
     assert not (tmp_path / "m3").exists()
 
 
+@pytest.mark.slow
 def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, tiny_judge, synth_data, tmp_path):
     """A validation sweep of a model directory scores auto strength at every top; export-update writes the
     best tops into the manifest (and refuses sweeps of the test split or of another directory); an eval of

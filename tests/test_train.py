@@ -23,6 +23,7 @@ def run_steps(cfg, resume=False):
     return losses
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_next_loss(synth_data, tmp_path):
     full = run_steps(tiny_config(synth_data, tmp_path / "a", steps=6, ckpt_every=4, eval_every=100))
     run_steps(tiny_config(synth_data, tmp_path / "b", steps=4, ckpt_every=4, eval_every=100))
@@ -146,6 +147,7 @@ def test_time_limit_stops_with_a_validated_checkpoint(synth_data, tmp_path):
     assert (tmp_path / "t" / f"step_{t.step:07d}.pt").exists()  # validated at the stop, a candidate like any
 
 
+@pytest.mark.slow
 def test_learning_rate_decays_linearly_to_lr_final(synth_data, tmp_path):
     lrs = [s["lr"] for _, s in run_steps(tiny_config(synth_data, tmp_path / "lr", steps=4, lr=1e-3, lr_final=0.2,
                                                       eval_every=100))]
@@ -214,6 +216,7 @@ def test_validation_score_prefers_the_judge_and_needs_no_proxy_with_one():
     assert validation_score({"attr_acc": 0.9, "edit_success_d": 0.95, "psnr": 23.0}) == pytest.approx(2.08)
 
 
+@pytest.mark.slow
 def test_projection_d_resumes_from_an_unconditional_run_and_learns_the_condition(synth_data, tmp_path):
     run = tmp_path / "run"
     run_steps(tiny_config(synth_data, run, steps=4, ckpt_every=4, eval_every=100))
@@ -281,6 +284,7 @@ def test_rare_boost_fills_the_last_slots_with_positives_the_classifiers_do_not_l
         Trainer(tiny_config(synth_data, tmp_path / "r", rare_boost=["Baldness"], rare_frac=0.1), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_ema_checkpoints_load_like_any_and_resume_exactly(synth_data, tmp_path):
     full = tmp_path / "full"
     run_steps(tiny_config(synth_data, full, steps=6, ckpt_every=4, eval_every=3, ema=0.5))

@@ -24,7 +24,8 @@ def register(app: typer.Typer):
                  intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it)."),
                  two_sample: bool = typer.Option(True, "--two-sample/--no-two-sample", help="Run the two-sample test (a small CNN per attribute; needs torch)."),
                  folds: int = typer.Option(3, "--folds", help="Two-sample test: folds, split by identity."),
-                 epochs: int = typer.Option(6, "--epochs", help="Two-sample test: epochs of each fold's CNN.")):
+                 epochs: int = typer.Option(6, "--epochs", help="Two-sample test: epochs of each fold's CNN."),
+                 two_sample_faces: int = typer.Option(300, "--two-sample-faces", help="Two-sample test: faces drawn (once, at random) from those evaluated; 0 = all.")):
         """Attribute accuracy, edit success (judged and realistic), disturbance, reconstruction, realism.
 
         Example: faceedit eval --data ../shared/celeba --split val --json eval.json --figure edits.png
@@ -69,6 +70,7 @@ def register(app: typer.Typer):
         keep = {} if figure else None
         res = evaluate(under_test, scoring, data, split, limit=limit, intensities=levels, alongside=alongside,
                        features=feature_net, realism=two_sample, folds=folds, epochs=epochs, keep=keep,
+                       two_sample_faces=two_sample_faces,
                        log=lambda m: console.print(m, style="dim"))
         print_report(console, res, f"faceedit eval: {model} on {split} ({res['faces']} faces, judge {scoring.name})",
                      uniform_gains=len(set(under_test.edit_gains)) == 1)

@@ -27,11 +27,13 @@ def to_u8(images: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0), limit=0, log=print,
-             alongside=None, features=None, realism=True, folds=3, epochs=6, keep=None) -> dict:
+             alongside=None, features=None, realism=True, folds=3, epochs=6, two_sample_faces=300,
+             keep=None) -> dict:
     """model: subject.UnderTest; judge: the judge every figure is read with (judge.JudgeModel); alongside: a
     second judge whose reading of the default edit is reported beside (the choice judge on the test split);
     features: a judge whose penultimate features KID uses (None: no KID). realism: also run the two-sample
-    test (needs torch; folds x epochs of a small CNN per attribute). keep: a dict filled with what
+    test (needs torch; folds x epochs of a small CNN per attribute, on two_sample_faces of the faces, drawn at
+    random once, 0 = all). keep: a dict filled with what
     figure.py needs (dataset indices, per attribute the artifact ratios and the value each face was edited to).
 
     Scores fixed-strength edits at each intensity and the product's default edit at value 1. With intensities
@@ -273,7 +275,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     if realism:
         block["two_sample"] = _two_sample(names, std, np.concatenate(real_u8), np.concatenate(recon_u8),
                                           [np.concatenate(e) for e in edited_u8], groups, folds, epochs, log,
-                                          ds.identity is not None)
+                                          ds.identity is not None, two_sample_faces)
     else:
         block["two_sample"] = {"skipped": "not asked for (--no-two-sample)"}
     if feats is not None:
@@ -288,12 +290,15 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     return result
 
 
-def _two_sample(names, std, real, recon, edited, groups, folds, epochs, log, by_identity) -> dict:
+def _two_sample(names, std, real, recon, edited, groups, folds, epochs, log, by_identity, cap) -> dict:
     try:
         import torch  # noqa: F401
     except ImportError:
         return {"skipped": "needs PyTorch (pip install 'faceedit[train]')"}
     t0 = time.time()
+    if cap and len(real) > cap:  # the same faces for every attribute, so the figures compare
+        sel = np.sort(np.random.default_rng(0).choice(len(real), cap, replace=False))
+        real, recon, groups, edited = real[sel], recon[sel], groups[sel], [e[sel] for e in edited]
     base = R.two_sample_accuracy(real, recon, groups, folds, epochs)
     log(f"two-sample test, reconstructions: {base['accuracy']:.1%} ({base['seconds']:.0f} s)")
     per = {}
@@ -305,7 +310,9 @@ def _two_sample(names, std, real, recon, edited, groups, folds, epochs, log, by_
                         "indistinguishable); reconstruction = the decoder's raw reconstructions (the model's own "
                         "rendering, no edit), edits = the residual default edits"),
             "split_by": "identity (identity_CelebA.txt)" if by_identity else "face (no identity file)",
-            "folds": folds, "epochs": epochs,
+            "folds": folds, "epochs": epochs, "faces": int(len(real)),
+            "network": ("fresh per fold: [image, its 3x3 Laplacian] -> 3 conv layers (32, 48, 64 channels, BatchNorm) "
+                        "-> global average pool -> logit; trained on random 32x32 windows, scored on whole images"),
             "reconstruction": base["accuracy"],
             "per_attribute": {a: per[a]["accuracy"] for a in names},
             "per_fold": {"reconstruction": base["per_fold"], **{a: per[a]["per_fold"] for a in names}},

@@ -52,8 +52,8 @@ def register(app: typer.Typer):
         under_test = open_model(model)
         if edit_gain is not None:
             under_test = under_test.with_gain(edit_gain)
-        choice = judge or directory_judge(model, CHOICE)
-        reporting = reporting_judge or directory_judge(model, REPORTING)
+        choice = judge or directory_judge(model, under_test.manifest, CHOICE)
+        reporting = reporting_judge or directory_judge(model, under_test.manifest, REPORTING)
         if split == "test":
             if reporting is None:
                 raise UserError("the test split is reported by the reporting judge: pass --reporting-judge (a .pt from "

@@ -53,12 +53,8 @@ class JudgeModel:
                                for i in range(0, len(x), batch)])
 
 
-def directory_judge(model_dir, key: str) -> Path | None:
-    """The ONNX file a model directory's manifest lists under `key` (CHOICE or REPORTING), or None. The
-    directory was verified when it was opened (engine.ModelInfo), so the file's sha256 has been checked."""
-    from faceedit.core.manifest import load_manifest
-    p = Path(model_dir)
-    if not p.is_dir():
-        return None
-    entry = load_manifest(p, verify=False).get(key)
-    return p / entry["path"] if isinstance(entry, dict) and entry.get("path") else None
+def directory_judge(model_dir, manifest: dict, key: str) -> Path | None:
+    """The ONNX file a model directory's manifest (as core.model_dir.ModelInfo read and verified it, sha256
+    included) lists under `key` (CHOICE or REPORTING), or None: the manifest is not read a second time."""
+    entry = (manifest or {}).get(key)
+    return Path(model_dir) / entry["path"] if isinstance(entry, dict) and entry.get("path") else None

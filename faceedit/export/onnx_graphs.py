@@ -201,23 +201,28 @@ def export_all(model, out_dir, log=print) -> dict[str, onnx.ModelProto]:
     return out
 
 
+def load_judge_checkpoint(path, what: str = "judge"):
+    """(judge in eval mode, its checkpoint dict); ExportError with one line when it cannot be read."""
+    from faceedit.train.judge import load_judge
+    try:
+        return load_judge(path)
+    except FileNotFoundError:
+        raise ExportError(f"{what} checkpoint not found: {path}") from None
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ExportError(f"cannot load {what} {path}: {str(e).splitlines()[0]}") from None
+
+
 def export_judge(judge_ckpt, path) -> dict:
     """Judge checkpoint -> judge.onnx (image -> probabilities). Returns the manifest entry (a FILE plus
     the judge's attribute names and image size). A judge.onnx of another model directory is copied as it is
     (so a new export is scored by the very same judge), with that directory's manifest entry."""
     from faceedit.core.manifest import file_entry
-    from faceedit.train.judge import load_judge
     if Path(judge_ckpt).suffix == ".onnx":
         import shutil
         entry = reused_judge_entry(Path(judge_ckpt))
         shutil.copyfile(judge_ckpt, path)
         return {**entry, "path": Path(path).name}
-    try:
-        judge, state = load_judge(judge_ckpt)
-    except FileNotFoundError:
-        raise ExportError(f"judge checkpoint not found: {judge_ckpt}") from None
-    except (ValueError, RuntimeError, KeyError) as e:
-        raise ExportError(f"cannot load judge {judge_ckpt}: {str(e).splitlines()[0]}") from None
+    judge, state = load_judge_checkpoint(judge_ckpt, "judge")
     size = state["image_size"]
     example = (torch.rand(2, 3, size, size) * 2 - 1,)
     model = export_graph(JudgeGraph(fold_batchnorm(judge)), example, path, ("image",), ("probabilities",))

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from faceedit.export.onnx_graphs import ExportError, export_graph, fold_batchnorm, signature
+from faceedit.export.onnx_graphs import ExportError, export_graph, fold_batchnorm, load_judge_checkpoint, signature
 
 FILE_NAME = "reporting_judge.onnx"
 
@@ -29,13 +29,7 @@ class ReportingJudgeGraph(nn.Module):
 def export_reporting_judge(checkpoint, path) -> dict:
     """Reporting judge checkpoint (`faceedit train judge --arch reporting`) -> ONNX; returns its manifest entry."""
     from faceedit.core.manifest import file_entry
-    from faceedit.train.judge import load_judge
-    try:
-        judge, state = load_judge(checkpoint)
-    except FileNotFoundError:
-        raise ExportError(f"reporting judge checkpoint not found: {checkpoint}") from None
-    except (ValueError, RuntimeError, KeyError) as e:
-        raise ExportError(f"cannot load judge {checkpoint}: {str(e).splitlines()[0]}") from None
+    judge, state = load_judge_checkpoint(checkpoint, "reporting judge")
     if state.get("arch") != "reporting":
         raise ExportError(f"{checkpoint} is a choice judge (arch {state.get('arch', 'judge')}); the reporting judge is "
                           "trained with `faceedit train judge --arch reporting`")

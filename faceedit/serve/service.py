@@ -185,12 +185,12 @@ class FaceService:
             out.append(info)
         return photo.rgb.shape[:2], n_found, out
 
-    async def edit(self, data: bytes, changes: dict, face="largest", aligned: bool = False, raw: bool = False,
+    async def edit(self, data: bytes, changes, face="largest", aligned: bool = False, raw: bool = False,
                    fixed_strength: bool = False, literal: bool = False, fmt: str = "png"):
         """-> (encoded photo bytes, format, photo size, number of faces found, [FaceResult]).
         The same steps as PhotoEditor.edit (so the same pixels as `faceedit run`), through the batcher."""
         fmt = output_format(fmt)
-        self.editor.change_vectors(changes)  # a bad name or value: refused before any decoding
+        changes = self.editor.request(changes)  # a bad name or value: refused before any decoding
         photo, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
         masks = [PhotoEditor._mask(place, crop.shape) for crop, place, _ in jobs]
 

@@ -124,31 +124,32 @@ def calibrate(model: CVAEGAN, biases: dict, images: torch.Tensor, batch: int = 2
         bn.bias.data.copy_(mean.float() + biases[name])
 
 
-def generator_from_model_dir(model_dir) -> tuple[CVAEGAN, dict]:
-    """(model in eval mode, manifest): the exported weights as PyTorch modules, with no data needed. Each BN
-    is an identity that adds the folded bias, so eval mode computes exactly what the graphs compute (the
-    benchmark's PyTorch-eager baseline of a model directory). For training, checkpoint_from_model also
-    calibrates the BN statistics on real faces."""
+def rebuild(model_dir) -> tuple[CVAEGAN, dict, dict]:
+    """(model, folded biases, manifest): the exported weights as PyTorch modules, each BN an identity that adds
+    its folded bias until calibrate() gives it real statistics."""
     from faceedit.core.model_dir import ModelInfo
     manifest = ModelInfo.load(model_dir).manifest
     weights = onnx_weights(Path(model_dir), manifest)
     model = CVAEGAN(model_config(manifest, weights))
-    load_folded(model, weights)
+    return model, load_folded(model, weights), manifest
+
+
+def generator_from_model_dir(model_dir) -> tuple[CVAEGAN, dict]:
+    """(model in eval mode, manifest), with no data needed: eval mode computes exactly what the graphs compute
+    (the benchmark's PyTorch-eager baseline of a model directory). For training, checkpoint_from_model also
+    calibrates the BN statistics on real faces."""
+    model, _, manifest = rebuild(model_dir)
     return model.eval(), manifest
 
 
 def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print) -> Path:
     """Writes OUT_DIR/last.pt (what `train --resume` continues from); returns its path."""
-    from faceedit.core.model_dir import ModelInfo
-    from faceedit.train.data import ImageCache, load_celeba
     from faceedit.train.augment import to_tensor
     from faceedit.train.checkpoint import atomic_save
+    from faceedit.train.data import ImageCache, load_celeba
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    manifest = ModelInfo.load(model_dir).manifest
-    weights = onnx_weights(model_dir, manifest)
-    cfg = model_config(manifest, weights)
-    model = CVAEGAN(cfg)
-    biases = load_folded(model, weights)
+    model, biases, manifest = rebuild(model_dir)
+    cfg = model.cfg
     ds = load_celeba(data)
     train = ds.split_indices("train")
     pick = np.sort(np.random.default_rng(0).choice(train, min(faces, len(train)), replace=False))

@@ -123,7 +123,7 @@ async def edit(request: Request,
         changes = parse_sets(set_)
         if not changes:
             raise EngineError("nothing to change: give at least one set=NAME=VALUE (see /v1/model for names)")
-        svc.editor.change_vectors(changes)
+        changes = svc.editor.request(changes)  # resolved once: the EditRequest travels down to the decoder
     except Exception as e:  # a bad name or value: refused before the upload is read
         raise classify(e) from None
     data = await read_upload(request, _limit(request))

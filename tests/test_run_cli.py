@@ -90,6 +90,17 @@ def test_exif_rotation_is_honoured(model_args, face_file, tmp_path):
     assert Image.open(tmp_path / "o.png").size == im.size  # upright, as the viewer shows it
 
 
+@pytest.mark.parametrize("source, expected", [(("jpg", 2), 2), (("jpg", 0), 0), (("png", None), 0)])
+def test_jpeg_output_keeps_the_sources_chroma_subsampling(model_args, face_file, tmp_path, source, expected):
+    from PIL import JpegImagePlugin
+    suffix, sampling = source
+    src = tmp_path / f"in.{suffix}"
+    Image.open(face_file).save(src, **({"quality": 92, "subsampling": sampling} if suffix == "jpg" else {}))
+    r = cli("run", "--image", src, "--aligned", "--set", "young=1", "--out", tmp_path / "o.jpg", *model_args)
+    assert r.exit_code == 0, r.output
+    assert JpegImagePlugin.get_sampling(Image.open(tmp_path / "o.jpg")) == expected
+
+
 def test_folder_and_glob(model_args, synth_data, tmp_path):
     files = sorted((Path(synth_data) / "img_align_celeba").iterdir())[:3]
     folder = tmp_path / "in"

@@ -32,16 +32,17 @@ def photo_edit(editor, rgb: np.ndarray, changes: dict, budget, detector: str | N
 
         def once():
             photo = read_photo(src)
-            write_photo(dst, pe.edit([photo], changes)[0].photo.rgb)
+            edited = pe.edit([photo], changes)[0].photo
+            write_photo(dst, edited.rgb, jpeg_sampling=edited.jpeg_sampling)
 
         out = summarize(measure(once, budget))
         photo = read_photo(src)
         prepared = pe.prepare(photo)
-        edited = pe.edit([photo], changes, prepared=[prepared])[0].photo.rgb
+        edited = pe.edit([photo], changes, prepared=[prepared])[0].photo
         steps = {"decode": lambda: read_photo(src), "detect": lambda: pe.faces(photo.rgb, largest_only=True),
                  "detect_align": lambda: pe.prepare(photo),
                  "edit_paste": lambda: pe.edit([photo], changes, prepared=[prepared]),
-                 "encode": lambda: write_photo(dst, edited)}
+                 "encode": lambda: write_photo(dst, edited.rgb, jpeg_sampling=edited.jpeg_sampling)}
         parts = {k: summarize(measure(f, budget))["p50_ms"] for k, f in steps.items()}
     out.update(megapixels=round(rgb.shape[0] * rgb.shape[1] / 1e6, 2), faces_detected=len(faces),
                steps_p50_ms=parts, detect_align_p50_ms=parts["detect_align"], editor=editor.describe(),

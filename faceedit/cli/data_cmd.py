@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from faceedit.cli.errors import fail, friendly
 
@@ -24,6 +22,9 @@ def check(data: Path = typer.Argument(..., help="Folder in CelebA's layout, e.g.
 
     Example: faceedit data check ../shared/celeba
     """
+    from rich.console import Console  # here, not at the top: every other command's start-up would pay for it
+    from rich.table import Table
+
     from faceedit.core.attributes import DEFAULT_ATTRIBUTES
     from faceedit.train.data import IMAGE_DIR, check_images, load_celeba
 

@@ -116,6 +116,12 @@ class Editor:
                     g = self._graphs[name] = self.backend.load(self.model, name, self.precision)
         return g
 
+    def preload(self) -> None:
+        """Load the graphs an edit runs now rather than at the first edit (callers overlap it with reading
+        and detecting photos: the compile releases the GIL)."""
+        for name in (("editor",) if self.fused else ("encoder", "decoder")) + ("attributes",):
+            self._graph(name)
+
     def describe(self) -> str:
         return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
                 + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else ""))

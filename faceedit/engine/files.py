@@ -105,6 +105,8 @@ def run_jobs(photo_editor, jobs: list[Job], changes, which="largest", aligned=Fa
         for i in range(0, len(jobs), CHUNK):
             chunk = jobs[i:i + CHUNK]
             futures = [pool.submit(prepare, j) for j in chunk]
+            if i == 0:  # while the pool reads and detects: a cold run's edit graph compiles meanwhile
+                photo_editor.editor.preload()
             ready, outcomes = [], []
             for job, fut in zip(chunk, futures):
                 try:
@@ -123,7 +125,8 @@ def run_jobs(photo_editor, jobs: list[Job], changes, which="largest", aligned=Fa
                 if write:
                     try:
                         written = write_photo(job.dst, pe.photo.rgb, pe.photo.alpha,
-                                              source=job.src if job.default_name else None)
+                                              source=job.src if job.default_name else None,
+                                              jpeg_sampling=pe.photo.jpeg_sampling)
                     except OSError as e:
                         yield Outcome(job, faces=pe.faces, error=ImageError(f"cannot write {job.dst}: {e}"))
                         continue

@@ -27,6 +27,9 @@ class Photo:
     alpha: np.ndarray | None      # HxW uint8 when the file had transparency
     path: Path | None = None
     source_mode: str = ""
+    # a JPEG source's chroma subsampling in Pillow's codes (0 4:4:4, 1 4:2:2, 2 4:2:0), -1 for other sources:
+    # a JPEG written from it keeps it (4:4:4 would spend ~60% more time and bytes on colour the photo lacks)
+    jpeg_sampling: int = -1
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -77,13 +80,16 @@ def _decode(source, p: Path | None, name: str, max_pixels: int) -> Photo:
                 raise DecompressionBomb(f"{name} is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP "
                                         "limit (a decompression bomb?): raise it with --max-pixels if you trust it")
             mode = im.mode
+            sampling = _jpeg_sampling(im)
             if im.format == "JPEG" and mode == "RGB":
                 rgb = _plain_jpeg(source, im)
                 if rgb is not None:
-                    return Photo(rgb, None, p, mode)
+                    return Photo(rgb, None, p, mode, sampling)
             im.load()
             im = ImageOps.exif_transpose(im) or im
-            return _convert(im, p, mode)
+            photo = _convert(im, p, mode)
+            photo.jpeg_sampling = sampling
+            return photo
     except (ImageError, EngineError):
         raise
     except UnidentifiedImageError:
@@ -92,6 +98,13 @@ def _decode(source, p: Path | None, name: str, max_pixels: int) -> Photo:
         raise ImageError(f"cannot read {p}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _jpeg_sampling(im) -> int:
+    if im.format != "JPEG":
+        return -1
+    from PIL import JpegImagePlugin
+    return JpegImagePlugin.get_sampling(im)
 
 
 # EXIF orientation -> what makes the stored pixels upright (as Pillow's ImageOps.exif_transpose does)
@@ -154,17 +167,20 @@ def default_output(src) -> Path:
     return cand
 
 
-def encode(photo_rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, out) -> None:
+def encode(photo_rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, out, jpeg_sampling: int = -1) -> None:
+    """jpeg_sampling: the source's chroma subsampling (Photo.jpeg_sampling), kept for a JPEG output; 4:4:4 when
+    the source was not a JPEG (or its subsampling is unknown)."""
     from PIL import Image
     im = Image.fromarray(photo_rgb, "RGB")
     if alpha is not None and fmt in ALPHA_FORMATS:
         im.putalpha(Image.fromarray(alpha, "L"))
-    kw = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95, "method": 4},
+    sampling = jpeg_sampling if jpeg_sampling in (0, 1, 2) else 0
+    kw = {"JPEG": {"quality": 95, "subsampling": sampling}, "WEBP": {"quality": 95, "method": 4},
           "PNG": {"compress_level": 6}}.get(fmt, {})
     im.save(out, format=fmt, **kw)
 
 
-def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=None) -> Path:
+def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=None, jpeg_sampling: int = -1) -> Path:
     """Encode to a temp file beside the target, then rename: a reader never sees half a file, and a failed
     encode leaves nothing. With source (default naming), never replaces a file: path is
     default_output(source), and if another writer takes that name first, the next free one is used."""
@@ -175,7 +191,7 @@ def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=N
     try:
         usual_mode(fd)
         with os.fdopen(fd, "wb") as f:
-            encode(rgb, alpha, fmt, f)
+            encode(rgb, alpha, fmt, f, jpeg_sampling)
         if source is None:
             os.replace(tmp, path)
             return path

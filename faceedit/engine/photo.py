@@ -168,7 +168,7 @@ class PhotoEditor:
                 self._paste(rgb, crop, edited, m, place)
                 faces.append(info)
                 k += 1
-            out.append(PhotoEdit(Photo(rgb, photo.alpha, photo.path, photo.source_mode), faces))
+            out.append(PhotoEdit(Photo(rgb, photo.alpha, photo.path, photo.source_mode, photo.jpeg_sampling), faces))
         return out
 
     @staticmethod

@@ -66,9 +66,9 @@ def output_format(name: str) -> str:
     return fmt
 
 
-def encode_image(rgb: np.ndarray, alpha, fmt: str) -> bytes:
+def encode_image(rgb: np.ndarray, alpha, fmt: str, jpeg_sampling: int = -1) -> bytes:
     buf = io.BytesIO()
-    encode(rgb, alpha, fmt, buf)
+    encode(rgb, alpha, fmt, buf, jpeg_sampling)
     return buf.getvalue()
 
 
@@ -214,7 +214,7 @@ class FaceService:
         rgb = photo.rgb.copy()
         for (crop, place, _), m, r in zip(jobs, masks, reports):
             PhotoEditor._paste(rgb, crop, r.image, m, place)
-        return encode_image(rgb, photo.alpha, fmt)
+        return encode_image(rgb, photo.alpha, fmt, photo.jpeg_sampling)
 
     async def reconstruct(self, data: bytes, face="largest", aligned: bool = False):
         """-> [FaceResult] with extra["crop"] and extra["reconstruction"]: PNG bytes of the aligned input crop

@@ -121,10 +121,13 @@ def _plain_jpeg(source, im) -> np.ndarray | None:
     data = np.frombuffer(source.getvalue(), np.uint8) if hasattr(source, "getvalue") else np.fromfile(source, np.uint8)
     if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
         return None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None or bgr.shape[:2] != (im.size[1], im.size[0]):
+    # OpenCV >= 4.10 decodes straight to RGB (no conversion pass over the photo)
+    as_rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    rgb = cv2.imdecode(data, (cv2.IMREAD_COLOR if as_rgb is None else as_rgb) | cv2.IMREAD_IGNORE_ORIENTATION)
+    if rgb is None or rgb.shape[:2] != (im.size[1], im.size[0]):
         return None
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if as_rgb is None:
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
     turn = _ORIENT.get(im.getexif().get(0x0112, 1))
     return np.ascontiguousarray(turn(rgb)) if turn else rgb
 

@@ -11,7 +11,6 @@ routers (beyond it: 503 + Retry-After), and a health check that runs a probe row
 batcher (a replica that fails it is replaced). Ray is imported here only: `faceedit serve` never loads it."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -19,8 +18,7 @@ from dataclasses import dataclass
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
-from faceedit.engine.errors import BatcherClosed, Overloaded
-from faceedit.engine.job_batcher import JobBatcher
+from faceedit.engine.errors import Overloaded
 from faceedit.serve.app import create_app
 from faceedit.serve.errors import RETRY_AFTER_S
 from faceedit.serve.limits import Limits
@@ -41,15 +39,12 @@ class ScaleOptions:
     replica_cpus: float = 1.0     # Ray CPUs each replica reserves; its backend runs that many threads
     health_period_s: float = 10.0
     health_timeout_s: float = 30.0
-    batching: str = "engine"      # "engine": the JobBatcher; "ray": Ray Serve's @serve.batch (measured, see docs)
 
     def check(self):
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise ValueError(f"replicas: need 1 <= min ({self.min_replicas}) <= max ({self.max_replicas})")
         if self.max_ongoing < 1 or self.max_queued < 1 or self.replica_cpus <= 0:
             raise ValueError("max_ongoing and max_queued must be >= 1, replica_cpus > 0")
-        if self.batching not in ("engine", "ray"):
-            raise ValueError(f"batching must be engine or ray, got {self.batching!r}")
 
     def deployment_options(self, timeout_s: float) -> dict:
         opts = dict(max_ongoing_requests=self.max_ongoing, max_queued_requests=self.max_queued,
@@ -76,56 +71,18 @@ async def health_probe(service: FaceService, timeout_s: float):
         return
 
 
-class RayServeBatcher(JobBatcher):
-    """The engine batcher's rows, collected by Ray Serve's @serve.batch on the replica's event loop instead of
-    the JobBatcher's own queue and thread; the same JobBatcher._run executes each batch. Kept to measure one
-    against the other (the `batching` option)."""
-
-    def __init__(self, editor, max_batch: int, max_delay_ms: float, max_queue: int, on_batch=None):
-        super().__init__(editor, max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                         on_batch=on_batch)
-        self._waiting = 0
-
-        async def run_rows(items):
-            self._waiting -= len(items)
-            live = [i for i in items if i.future.set_running_or_notify_cancel()]
-            if live:
-                await asyncio.to_thread(self._run, live)  # the model off the event loop, one batch at a time
-            return [None] * len(items)
-        self._batched = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=max_delay_ms / 1000)(run_rows)
-
-    def _put(self, item):
-        if self._closed:
-            raise BatcherClosed("the batcher is closed")
-        if self._waiting >= self.max_queue:
-            self.stats["rejected"] += 1
-            raise Overloaded(f"the batcher's queue is full ({self.max_queue} requests waiting): retry later")
-        self._waiting += 1
-        task = asyncio.ensure_future(self._batched(item))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or item.future.done()
-                               or item.future.set_exception(t.exception()))
-        return item.future
-
-    def queue_depth(self) -> int:
-        return self._waiting
-
-
 @serve.deployment(name="FaceEdit")
 @serve.ingress()
 class FaceEdit:
     """One replica: a FaceService built here (the model loads in the actor), handed to create_app, whose
     lifespan (which Ray Serve runs) warms it up and probes it before the replica takes traffic."""
 
-    def __init__(self, config: ServiceConfig, limits: Limits, cors: list, batching: str = "engine",
-                 probe_timeout_s: float = 20.0):
+    def __init__(self, config: ServiceConfig, limits: Limits, cors: list, probe_timeout_s: float = 20.0):
         self.config, self.limits, self.cors = config, limits, cors or None
         self.probe_timeout_s = probe_timeout_s
+        # requests are batched by the service's own JobBatcher: measured against Ray Serve's @serve.batch at
+        # 16 clients on 2 cores, 84 vs 52 crop edits/s (benchmarks/results/serve-ray-batching-cpu-2core.json)
         self.service = FaceService(config)
-        if batching == "ray":
-            engine_batcher = self.service.batcher
-            self.service.batcher = RayServeBatcher(self.service.editor, config.max_batch, config.max_delay_ms,
-                                                   config.max_queue)
-            engine_batcher.close()
 
     def __serve_build_asgi_app__(self):
         return create_app(self.config, self.limits, self.cors, service=self.service)
@@ -142,8 +99,7 @@ def build_app(config: ServiceConfig | None = None, limits: Limits | None = None,
     # each replica's backend threads = the CPUs Ray reserves for it, so replicas on one machine do not fight
     config = dataclasses.replace(config, threads=config.threads or max(1, math.ceil(scale.replica_cpus)))
     return FaceEdit.options(**scale.deployment_options(config.timeout_s)).bind(
-        config, limits or Limits(), list(cors or []), scale.batching,
-        max(1.0, min(20.0, scale.health_timeout_s - 1)))
+        config, limits or Limits(), list(cors or []), max(1.0, min(20.0, scale.health_timeout_s - 1)))
 
 
 def _typed(fields, args: dict) -> dict:

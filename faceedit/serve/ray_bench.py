@@ -4,8 +4,7 @@ closed-loop clients on loopback, bounded in requests and time):
     python -m faceedit.serve.ray_bench --targets serve,ray-1,ray-2 --out benchmarks/results/serve-ray-cpu-2core.json
 
 Targets: `serve` (uvicorn, one process); `ray-N` (N replicas on a local Ray cluster this process starts, the
-machine's CPUs split evenly between them, each replica's backend with that many threads); a `-raybatch`
-suffix batches inside each replica with Ray Serve's @serve.batch instead of the engine's batcher. For each
+machine's CPUs split evenly between them, each replica's backend with that many threads). For each
 target and workload (an aligned model-size crop; a 1-MP photo with detection) and each client count:
 requests/s, p50, p99, errors."""
 from __future__ import annotations
@@ -43,13 +42,13 @@ def bench_serve(server_args: str, **kw) -> dict:
         proc.wait(60)
 
 
-def bench_ray(replicas: int, batching: str, cpus: int, max_batch: int, max_delay_ms: float, **kw) -> dict:
+def bench_ray(replicas: int, cpus: int, max_batch: int, max_delay_ms: float, **kw) -> dict:
     from faceedit.serve import ray_app
     from faceedit.serve.service import ServiceConfig
     from ray import serve
     url = f"http://127.0.0.1:{ray_bench_port()}"
     scale = ray_app.ScaleOptions(min_replicas=replicas, max_replicas=replicas, replica_cpus=cpus / replicas,
-                                 max_ongoing=64, max_queued=1024, batching=batching)
+                                 max_ongoing=64, max_queued=1024)
     ray_app.deploy(ray_app.build_app(ServiceConfig(max_batch=max_batch, max_delay_ms=max_delay_ms), scale=scale))
     try:
         return run_target(url, **kw)
@@ -70,7 +69,7 @@ def ray_bench_port() -> int:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", default="serve,ray-1,ray-2", help="serve, ray-N, ray-N-raybatch (comma-separated)")
+    ap.add_argument("--targets", default="serve,ray-1,ray-2", help="serve, ray-N (comma-separated)")
     ap.add_argument("--workloads", default="crop,photo-1mp")
     ap.add_argument("--clients", default="1,16")
     ap.add_argument("--requests", type=int, default=1000, help="At most this many requests per run")
@@ -100,12 +99,10 @@ def main(argv=None):
             t = time.perf_counter()
             if target == "serve":
                 runs = bench_serve(f"--max-batch {a.max_batch} --max-delay-ms {a.max_delay_ms}", **kw)
-            elif target.startswith("ray-"):
-                n, _, variant = target[4:].partition("-")
-                runs = bench_ray(int(n), "ray" if variant == "raybatch" else "engine", os.cpu_count(),
-                                 a.max_batch, a.max_delay_ms, **kw)
+            elif target.startswith("ray-") and target[4:].isdigit():
+                runs = bench_ray(int(target[4:]), os.cpu_count(), a.max_batch, a.max_delay_ms, **kw)
             else:
-                raise SystemExit(f"unknown target {target!r}: serve, ray-N or ray-N-raybatch")
+                raise SystemExit(f"unknown target {target!r}: serve or ray-N")
             result["runs"][target] = runs
             result.setdefault("wall_s", {})[target] = round(time.perf_counter() - t, 1)
     finally:

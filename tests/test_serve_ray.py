@@ -250,3 +250,12 @@ def test_scale_options_and_the_serve_run_builder():
     assert type(app).__name__ == "Application"
     with pytest.raises(ValueError, match="unknown option"):
         build({"replicass": "2"})
+
+
+def test_ray_options_without_ray_are_one_line_errors():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "faceedit", "serve", "--replicas", "2"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.strip() == \
+        "error: --replicas, --min-replicas, --max-replicas and --ray-address need --ray"

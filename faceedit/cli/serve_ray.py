@@ -3,6 +3,7 @@ SIGTERM, then Serve and the Ray it started are shut down (replicas finish what t
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 import typer
@@ -23,14 +24,16 @@ def serve_on_ray(config, limits, cors, host: str, port: int, scale: dict, addres
     except ValueError as e:
         raise UserError(str(e)) from None
     stop = threading.Event()
+    ray_app.start(host, port, address, num_cpus)
+    # after ray.init, which installs its own SIGTERM handler (a crash dump and abort): stop cleanly instead
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    ray_app.start(host, port, address, num_cpus)
     try:
         ray_app.deploy(ray_app.build_app(config, limits, cors, options))
         replicas = (f"{options.min_replicas}" if options.min_replicas == options.max_replicas
                     else f"{options.min_replicas}..{options.max_replicas} (autoscaling)")
-        typer.echo(f"faceedit on Ray Serve: http://{host}:{port}/  ({replicas} replicas; Ctrl-C stops)")
+        typer.echo(f"faceedit on Ray Serve: http://{host}:{port}/  ({replicas} replicas; Ctrl-C stops)", err=False)
+        sys.stdout.flush()
         stop.wait()
     finally:
         ray_app.stop()

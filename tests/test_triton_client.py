@@ -187,3 +187,18 @@ def test_the_script_says_plainly_when_no_server_can_run(tmp_path):
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.strip().splitlines() == [
         "no Triton server can run here: no tritonserver on PATH and no Docker daemon answers"]
+
+
+def test_a_whole_photo_edit_keeps_detection_alignment_and_paste_back_on_the_client(stand_in, engine):
+    from faceedit.engine import PhotoEditor
+    from faceedit.engine.imageio import read_photo
+    from faceedit.serve.triton import remote_editor
+    photo = read_photo(ROOT / "examples" / "astronaut.jpg")
+    stand_in.calls.clear()
+    remote = PhotoEditor(remote_editor("stand-in", client=stand_in)).edit([photo], {"smiling": 0})[0]
+    local = PhotoEditor(engine).edit([photo], {"smiling": 0})[0]
+    assert len(remote.faces) == len(local.faces) >= 1
+    diff = np.abs(remote.photo.rgb.astype(int) - local.photo.rgb.astype(int))
+    assert diff.max() <= 2 and (remote.photo.rgb != photo.rgb).any()  # edited, and as the engine edits
+    # only the model ran remotely: one face, so every request held one row
+    assert stand_in.calls and all(rows == 1 for _, rows in stand_in.calls)

@@ -2,7 +2,7 @@
 limits), deployed as a Ray Serve application (`pip install 'faceedit[ray]'`).
 
     faceedit serve --ray --replicas 2                              # a local Ray, 127.0.0.1:8000
-    serve run faceedit.serve.ray_app:build replicas=2 port=8000    # Ray's own CLI, same application
+    serve run faceedit.serve.ray_app:build replicas=2              # Ray's own CLI (its proxy: 127.0.0.1:8000)
 
 Each replica is one Ray actor holding one FaceService (one Editor, one detector, one JobBatcher): requests
 routed to a replica are batched there by the engine's batcher, as in `faceedit serve`. Ray Serve adds what one

@@ -35,7 +35,16 @@ def register(app: typer.Typer):
               timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001, help="Answer 504 when the model has not answered a request by then."),
               cors: List[str] = typer.Option([], "--cors", help="Allow browser calls from this origin (repeatable). No CORS by default."),
               detector_model: Optional[str] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx instead of Haar cascades."),
-              log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug.")):
+              log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug."),
+              ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve instead of uvicorn (pip install 'faceedit[ray]'): replicas, autoscaling, health checks."),
+              replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="Ray: a fixed number of replicas (each one Editor). Default 1."),
+              min_replicas: Optional[int] = typer.Option(None, "--min-replicas", min=1, help="Ray: autoscale between --min-replicas and --max-replicas."),
+              max_replicas: Optional[int] = typer.Option(None, "--max-replicas", min=1, help="Ray: autoscaling's upper bound."),
+              max_ongoing: int = typer.Option(32, "--max-ongoing", min=1, help="Ray: requests in flight per replica (its batcher batches them)."),
+              max_queued: int = typer.Option(256, "--max-queued", min=1, help="Ray: requests waiting for a replica; beyond, 503 with Retry-After."),
+              replica_cpus: float = typer.Option(1.0, "--replica-cpus", min=0.01, help="Ray: CPUs each replica reserves (its backend threads)."),
+              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray: join this cluster (e.g. ray://head:10001 or auto); default: start a local one."),
+              ray_cpus: Optional[float] = typer.Option(None, "--ray-cpus", min=1, help="Ray: CPUs of the local cluster it starts (default: all).")):
         """Serve the web demo at / and the JSON API at /v1 (docs at /docs): `faceedit serve --port 8000`."""
         try:
             import uvicorn
@@ -50,7 +59,17 @@ def register(app: typer.Typer):
         config = ServiceConfig(model=model, backend=backend, precision=precision, max_batch=max_batch,
                                max_delay_ms=max_delay_ms, max_queue=max_queue, max_pixels=int(max_pixels * 1e6),
                                timeout_s=timeout_s, detector_model=detector_model)
-        app_ = create_app(config, Limits(int(max_upload_mb * 2**20)), cors=cors or None)
+        limits = Limits(int(max_upload_mb * 2**20))
+        if ray:
+            from faceedit.cli.serve_ray import serve_on_ray
+            low = min_replicas or replicas or 1
+            high = max_replicas or replicas or low
+            return serve_on_ray(config, limits, cors, host, port, dict(
+                min_replicas=low, max_replicas=high, max_ongoing=max_ongoing, max_queued=max_queued,
+                replica_cpus=replica_cpus), ray_address, ray_cpus)
+        if replicas or min_replicas or max_replicas or ray_address:
+            raise UserError("--replicas, --min-replicas, --max-replicas and --ray-address need --ray")
+        app_ = create_app(config, limits, cors=cors or None)
         # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler was there
         # before it; a no-op one makes that a clean exit 0 (a service manager reads 0 as "stopped as asked").
         signal.signal(signal.SIGTERM, lambda signum, frame: None)

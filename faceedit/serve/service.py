@@ -44,6 +44,7 @@ class ServiceConfig:
     timeout_s: float = 30.0
     detector_model: str | None = None
     face_cache: int = 128   # photos whose detected faces are remembered (by sha256 of the bytes), not the photos
+    threads: int = 0        # backend threads; 0: every core this process may use (a Ray replica: its CPUs)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class FaceService:
     def __init__(self, config: ServiceConfig, on_batch=None):
         from faceedit.engine import Editor
         self.config = config
-        self.editor = Editor.load(config.model, backend=config.backend, precision=config.precision)
+        self.editor = Editor.load(config.model, backend=config.backend, precision=config.precision,
+                                  threads=config.threads)
         self.photo_editor = PhotoEditor(self.editor, config.detector_model)
         self.batcher = JobBatcher(self.editor, max_batch=config.max_batch, max_delay_ms=config.max_delay_ms,
                                   max_queue=config.max_queue, on_batch=on_batch)

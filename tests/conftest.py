@@ -61,3 +61,15 @@ def cli(*args):
 def model_args(tiny_model_dir):
     """The tiny exported model on ONNX Runtime fp32: what the CLI tests edit with."""
     return ["--model", tiny_model_dir, "--backend", "onnxruntime", "--precision", "fp32"]
+
+
+def request(method, url, body: bytes | None = None, headers=None, timeout=120):
+    """(status, lower-cased headers, body bytes), error statuses included (the serve tests' HTTP client)."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()

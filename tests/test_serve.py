@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import request
+
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
@@ -73,16 +75,6 @@ class Server:
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
-
-
-def request(method, url, body: bytes | None = None, headers=None, timeout=120):
-    """(status, headers, body bytes), for error statuses too."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def get(url, **kw):

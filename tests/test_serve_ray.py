@@ -13,14 +13,14 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from conftest import request as http_request
 
 pytest.importorskip("fastapi")
 pytest.importorskip("ray.serve")
@@ -39,13 +39,7 @@ def free_port() -> int:
 
 
 def request(method, url, body=None, headers=None, timeout=TIMEOUT_S):
-    """(status, lower-cased headers, body), error statuses included."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+    return http_request(method, url, body, headers, timeout)
 
 
 def crop_png(size: int = 96) -> bytes:

@@ -1,6 +1,7 @@
 """Make the README's pictures with the shipped model (engine only, no torch):
 
     python docs/figures.py            # writes docs/img/astronaut-edits.jpg and docs/img/sampled-edits.png
+    python docs/figures.py --model DIR --out docs/img/astronaut-edits-OLD.jpg   # the astronaut, another model
 
 The astronaut photo (scikit-image, public domain) is detected, aligned, edited and pasted back exactly as
 `faceedit run` does; each panel is the same zoom on the face of the full edited photo.
@@ -20,12 +21,13 @@ from faceedit.core.implied import apply_implied
 ROOT = Path(__file__).resolve().parent.parent
 # each panel sets one of these to the opposite of what the model infers for her (a value she already has
 # would change nothing, and what the model infers changes with the weights)
-EDITED = ["Black_Hair", "Smiling", "Male", "Eyeglasses", "Blond_Hair", "Bangs", "Young"]
+EDITED = ["Black_Hair", "Smiling", "Male", "Eyeglasses", "Blond_Hair", "Bangs", "Young", "Mustache", "Bald"]
+PER_ROW = 5
 
 
-def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
+def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220, model=None):
     photo = read_photo(ROOT / "examples/astronaut.jpg")
-    pe = PhotoEditor(Editor.load())
+    pe = PhotoEditor(Editor.load(model))
     face = pe.edit([photo], {})[0].faces[0]
     x, y, w, h = face.box
     flips = [(name, 0 if face.before[name] >= 0.5 else 1) for name in EDITED]
@@ -40,7 +42,7 @@ def main(out=ROOT / "docs/img/astronaut-edits.jpg", panel=220):
         bar = np.full((26, panel, 3), 255, np.uint8)
         cv2.putText(bar, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         panels.append(np.vstack([tile, bar]))
-    rows = [np.hstack(panels[i:i + 4]) for i in range(0, len(panels), 4)]
+    rows = [np.hstack(panels[i:i + PER_ROW]) for i in range(0, len(panels), PER_ROW)]
     write_photo(Path(out), np.vstack(rows))
     print(f"wrote {out}")
 
@@ -72,5 +74,11 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
 
 
 if __name__ == "__main__":
-    main()
-    sampled_grid()
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    if set(args) - {"--model", "--out"} or len(sys.argv) % 2 == 0:
+        sys.exit("usage: python docs/figures.py [--model DIR --out PATH]")
+    if args:
+        main(Path(args.get("--out", ROOT / "docs/img/astronaut-edits.jpg")), model=args.get("--model"))
+    else:
+        main()
+        sampled_grid()

@@ -6,7 +6,7 @@ With aligned=True the photo is already a face in CelebA's framing (or the model'
 model's crop box is taken from manifest["crop"] and no detection runs."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class PhotoEditor:
                 self._paste(rgb, crop, edited, m, place)
                 faces.append(info)
                 k += 1
-            out.append(PhotoEdit(Photo(rgb, photo.alpha, photo.path, photo.source_mode, photo.jpeg_sampling), faces))
+            out.append(PhotoEdit(replace(photo, rgb=rgb), faces))  # alpha, path, source format kept
         return out
 
     @staticmethod

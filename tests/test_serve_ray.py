@@ -246,6 +246,24 @@ def test_scale_options_and_the_serve_run_builder():
         build({"replicass": "2"})
 
 
+def test_serve_run_arguments_are_typed_by_the_field_defaults():
+    import dataclasses
+
+    from faceedit.serve.ray_app import _typed
+
+    @dataclasses.dataclass
+    class Options:
+        on: bool = True
+        count: int = 1
+        rate: float = 0.5
+
+    fields = dataclasses.fields(Options)
+    assert _typed(fields, {"on": "false", "count": "3", "rate": "2"}) == {"on": False, "count": 3, "rate": 2.0}
+    assert _typed(fields, {"on": "True"}) == {"on": True}
+    with pytest.raises(ValueError, match="true or false"):
+        _typed(fields, {"on": "maybe"})
+
+
 def test_ray_options_without_ray_are_one_line_errors():
     import subprocess
     import sys

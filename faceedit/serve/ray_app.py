@@ -108,6 +108,10 @@ def _typed(fields, args: dict) -> dict:
         if f.name in args:
             v = args[f.name]
             kind = type(f.default) if f.default is not None else str
+            if kind is bool and isinstance(v, str):  # bool("false") is True: parse the word instead
+                if v.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"{f.name} must be true or false, got {v!r}")
+                v = v.lower() in ("true", "1")
             out[f.name] = kind(v) if not isinstance(v, kind) else v
     return out
 

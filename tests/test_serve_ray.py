@@ -1,5 +1,5 @@
 """faceedit on Ray Serve (faceedit.serve.ray_app) on a local Ray cluster this module starts on loopback and
-shuts down at the end: the API answers as `faceedit serve`'s app does (compared with create_app run in this
+shuts down at the end: the API answers as `faceedit serve`'s app does (compared with a `faceedit serve`
 process), bad uploads get the same JSON errors, a full router queue answers 503 with Retry-After, and with two
 replicas, killing one replica's actor mid-load leaves every request answered (a 200 with a whole result, or an
 error the client sees) and the application back at two replicas. Bounded: a few hundred requests, each with a
@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import request as http_request
+from test_serve import Server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("ray.serve")
@@ -74,28 +75,20 @@ def ray_serve():
 
 @pytest.fixture(scope="module")
 def local():
-    """`faceedit serve`'s ASGI app (create_app, lifespan and all) in this process, one backend thread as each
-    replica has."""
-    from starlette.testclient import TestClient
-    from faceedit.serve.app import create_app
-    from faceedit.serve.service import ServiceConfig
-    with TestClient(create_app(ServiceConfig(max_delay_ms=5, threads=1))) as client:
-        yield client
-
-
-def local_request(client, method, path, body=None):
-    r = client.request(method, path, content=body, headers={"Content-Type": "application/octet-stream"} if body else {})
-    return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+    """`faceedit serve` itself, a real process on another loopback port, to compare answers with."""
+    s = Server("--max-delay-ms", 5, "--threads", 1)  # one backend thread, as each replica has
+    yield s.url
+    s.close()
 
 
 # ---- the same API -----------------------------------------------------------------------------------
 def test_model_page_and_readiness_match_faceedit_serve(ray_serve, local):
     for path in ("/v1/model", "/healthz"):
-        remote, here = request("GET", ray_serve + path), local_request(local, "GET", path)
+        remote, here = request("GET", ray_serve + path), request("GET", local + path)
         assert remote[0] == here[0] == 200
         assert json.loads(remote[2]) == json.loads(here[2]), path
     for path in ("/", "/static/app.js", "/openapi.json"):
-        remote, here = request("GET", ray_serve + path), local_request(local, "GET", path)
+        remote, here = request("GET", ray_serve + path), request("GET", local + path)
         assert remote[0] == 200 and remote[2] == here[2], path
     code, _, body = request("GET", ray_serve + "/readyz")
     assert code == 200 and json.loads(body)["status"] == "ready"
@@ -106,7 +99,7 @@ def test_edits_and_attributes_match_faceedit_serve(ray_serve, local):
     for path, body in (("/v1/edit?aligned=true&set=smiling=0&set=young=1", crop),
                        ("/v1/edit?set=smiling=0&format=png", ASTRONAUT),
                        ("/v1/attributes", ASTRONAUT)):
-        remote, here = request("POST", ray_serve + path, body), local_request(local, "POST", path, body)
+        remote, here = request("POST", ray_serve + path, body), request("POST", local + path, body)
         assert remote[0] == here[0] == 200, (path, remote[2][:200])
         a, b = json.loads(remote[2]), json.loads(here[2])
         assert a.keys() == b.keys() and a["faces_found"] == b["faces_found"] >= 1
@@ -128,7 +121,7 @@ def test_edits_and_attributes_match_faceedit_serve(ray_serve, local):
     ("/v1/attributes?aligned=maybe", ASTRONAUT),
 ])
 def test_bad_requests_get_the_same_json_error(ray_serve, local, path, body):
-    remote, here = request("POST", ray_serve + path, body), local_request(local, "POST", path, body)
+    remote, here = request("POST", ray_serve + path, body), request("POST", local + path, body)
     assert remote[0] == here[0] and 400 <= remote[0] < 500
     err = json.loads(remote[2])
     assert err == json.loads(here[2]) and set(err) == {"error", "status", "kind"}
@@ -213,11 +206,17 @@ def test_killing_a_replica_mid_load_loses_no_request_silently(ray_serve):
 
 
 # ---- pieces checked without a cluster -----------------------------------------------------------------
-def test_health_probe_fails_only_when_the_model_cannot_answer(local):
+def test_health_probe_fails_only_when_the_model_cannot_answer():
     from faceedit.engine.errors import BatcherClosed, Overloaded
     from faceedit.serve.ray_app import health_probe
-    svc = local.app.state.service
-    asyncio.run(health_probe(svc, 5))  # a real probe row through the batcher
+    from faceedit.serve.service import FaceService, ServiceConfig
+    svc = FaceService(ServiceConfig(max_delay_ms=5, threads=1))
+    try:
+        asyncio.run(health_probe(svc, 30))  # a real probe row through the batcher
+    finally:
+        svc.close()
+    with pytest.raises(BatcherClosed):  # and a closed batcher is a dead replica
+        asyncio.run(health_probe(svc, 5))
 
     class Busy:
         async def probe(self, timeout_s):

@@ -27,6 +27,7 @@ def register(app: typer.Typer):
               port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to bind."),
               backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, openvino, ..."),
               precision: str = typer.Option("auto", "--precision", help="auto, fp32, int8, bf16, fp16 (if the model has it)."),
+              threads: int = typer.Option(0, "--threads", min=0, help="Backend threads (0: every core; with --ray: each replica's --replica-cpus)."),
               max_batch: int = typer.Option(16, "--max-batch", min=1, max=32, help="Most face rows per backend call."),
               max_delay_ms: float = typer.Option(2.0, "--max-delay-ms", min=0, help="How long the batcher waits for more rows before running."),
               max_queue: int = typer.Option(256, "--max-queue", min=1, help="Rows that may wait; beyond, requests get 503 with Retry-After."),
@@ -56,7 +57,7 @@ def register(app: typer.Typer):
         if not _is_loopback(host):
             typer.secho(f"warning: binding {host}, not loopback: anyone who can reach this machine can use the service",
                         fg="yellow", err=True)
-        config = ServiceConfig(model=model, backend=backend, precision=precision, max_batch=max_batch,
+        config = ServiceConfig(model=model, backend=backend, precision=precision, threads=threads, max_batch=max_batch,
                                max_delay_ms=max_delay_ms, max_queue=max_queue, max_pixels=int(max_pixels * 1e6),
                                timeout_s=timeout_s, detector_model=detector_model)
         limits = Limits(int(max_upload_mb * 2**20))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceedit.engine.backends.base import Backend, Graph
+from faceedit.engine.backends.base import Backend, Graph, importable
 from faceedit.engine.editor import Editor
 
 # the repository's dtypes (faceedit.export.triton TRITON_DTYPES) in the names the inference protocol uses
@@ -68,11 +68,7 @@ class TritonRemote(Backend):
 
     @classmethod
     def available(cls):
-        try:
-            import tritonclient.grpc  # noqa: F401
-        except ImportError as e:
-            return False, f"tritonclient[grpc] is not importable ({e})"
-        return True, ""
+        return importable("tritonclient.grpc", "pip install 'tritonclient[grpc]'")
 
     def _load(self, model, graph, precision, entry):
         return TritonGraph(graph, entry, self.client, self.timeout_s)

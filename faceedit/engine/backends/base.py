@@ -20,6 +20,16 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def importable(module: str, install_hint: str = "") -> tuple[bool, str]:
+    """available()'s answer for a backend that needs one package: (True, "") or (False, why, and how to get it)."""
+    import importlib
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        return False, f"{module} is not importable ({e})" + (f": {install_hint}" if install_hint else "")
+    return True, ""
+
+
 def cache_dir(kind: str) -> Path:
     root = Path(os.environ.get("FACEEDIT_CACHE") or Path.home() / ".cache" / "faceedit")
     return root / kind

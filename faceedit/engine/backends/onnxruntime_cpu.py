@@ -6,7 +6,7 @@ import hashlib
 import os
 import tempfile
 
-from faceedit.engine.backends.base import Backend, Graph, cache_dir
+from faceedit.engine.backends.base import Backend, Graph, cache_dir, importable
 
 
 def _machine_key() -> str:
@@ -56,11 +56,7 @@ class OnnxRuntimeCPU(Backend):
 
     @classmethod
     def available(cls):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime is not importable ({e})"
-        return True, ""
+        return importable("onnxruntime", "pip install onnxruntime")
 
     def _load(self, model, graph, precision, entry):
         import onnxruntime as ort

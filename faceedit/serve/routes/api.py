@@ -89,6 +89,18 @@ def _limit(request: Request) -> int:
     return request.app.state.limits.max_upload_bytes
 
 
+async def _on_upload(request: Request, method, *args):
+    """Read the upload (within its byte limit), hand it to a FaceService method, and count its faces; any error
+    becomes the one JSON error of its kind. The method's result ends with (faces found, faces)."""
+    data = await read_upload(request, _limit(request))
+    try:
+        result = await method(data, *args)
+    except Exception as e:
+        raise classify(e) from None
+    request.app.state.metrics.faces.observe(result[-2])
+    return result
+
+
 @router.get("/model", summary="Model info: attribute names, value range, model id and checksum, backend")
 async def model_info(request: Request) -> dict:
     return _service(request).model_info()
@@ -98,12 +110,7 @@ async def model_info(request: Request) -> dict:
              summary="The faces in a photo: boxes, eyes and attribute probabilities")
 async def attributes(request: Request, face: str = Query("all", description=FACE_HELP),
                      aligned: bool = Query(False, description=ALIGNED_HELP)):
-    data = await read_upload(request, _limit(request))
-    try:
-        (h, w), n, faces = await _service(request).attributes(data, face, aligned)
-    except Exception as e:
-        raise classify(e) from None
-    request.app.state.metrics.faces.observe(n)
+    (h, w), n, faces = await _on_upload(request, _service(request).attributes, face, aligned)
     return AttributesOut(width=w, height=h, faces_found=n, faces=[_face(f, False) for f in faces])
 
 
@@ -126,12 +133,8 @@ async def edit(request: Request,
         changes = svc.editor.request(changes)  # resolved once: the EditRequest travels down to the decoder
     except Exception as e:  # a bad name or value: refused before the upload is read
         raise classify(e) from None
-    data = await read_upload(request, _limit(request))
-    try:
-        encoded, fmt, (h, w), n, faces = await svc.edit(data, changes, face, aligned, raw, fixed_strength, literal, format)
-    except Exception as e:
-        raise classify(e) from None
-    request.app.state.metrics.faces.observe(n)
+    encoded, fmt, (h, w), n, faces = await _on_upload(request, svc.edit, changes, face, aligned, raw, fixed_strength,
+                                                      literal, format)
     return EditOut(width=w, height=h, format=fmt.lower(), media_type=f"image/{fmt.lower()}", image=b64(encoded),
                    faces_found=n, faces=[_face(f, True) for f in faces], elapsed_ms=round((time.perf_counter() - t) * 1000, 2))
 
@@ -140,12 +143,7 @@ async def edit(request: Request,
              summary="The model's reconstruction of faces in a photo (its own attributes), beside the aligned crop")
 async def reconstruct(request: Request, face: str = Query("largest", description=FACE_HELP),
                       aligned: bool = Query(False, description=ALIGNED_HELP)):
-    data = await read_upload(request, _limit(request))
-    try:
-        n, faces = await _service(request).reconstruct(data, face, aligned)
-    except Exception as e:
-        raise classify(e) from None
-    request.app.state.metrics.faces.observe(n)
+    n, faces = await _on_upload(request, _service(request).reconstruct, face, aligned)
     return ReconstructOut(faces_found=n, faces=[_face(f, True) for f in faces])
 
 

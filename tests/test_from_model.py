@@ -62,3 +62,43 @@ def test_checkpoint_from_model_refuses_bad_input_in_one_line(synth_data, tmp_pat
         r = CliRunner().invoke(app, ["train", "from-model", *args, "--out", str(tmp_path / "run")])
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_resize_upsampling_trains_exports_and_rebuilds(synth_data, tmp_path):
+    """--upsample resize (nearest x2 + 3x3 conv, issue 17's lever against checkerboard stripes): a tiny run
+    trains, its decoder graph has Resize and no ConvTranspose and computes what torch computes, from-model
+    rebuilds it as a resize model, and a run cannot switch modes when it resumes."""
+    import onnx
+    import onnxruntime as ort
+
+    from faceedit.export import export_model
+    from faceedit.train.checkpoint import load_checkpoint
+    from faceedit.train.from_model import generator_from_model_dir
+    from faceedit.train.train import Trainer
+    from tests.conftest import tiny_config
+    run = tmp_path / "run"
+    Trainer(tiny_config(synth_data, run, upsample="resize"), log=lambda *a: None).fit()
+    model, state = load_checkpoint(run / "last.pt")
+    assert state["model_config"]["upsample"] == "resize"
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+
+    out = tmp_path / "model"
+    export_model(run / "last.pt", out, int8=False, openvino=False, fp16=False, log=lambda *a: None)
+    ops = {n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node}
+    assert "Resize" in ops and "ConvTranspose" not in ops
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((3, 4, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 2, (3, model.cfg.n_attr)).astype(np.float32)
+    image = ort.InferenceSession(str(out / "decoder.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"z": z, "attributes": y})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(model.decoder(torch.from_numpy(z), torch.from_numpy(y)).numpy(), image, atol=1e-4)
+
+    rebuilt, _ = generator_from_model_dir(out)
+    assert rebuilt.cfg.upsample == "resize"
+    with torch.no_grad():
+        np.testing.assert_allclose(rebuilt.decoder(torch.from_numpy(z), torch.from_numpy(y)).numpy(), image, atol=1e-4)
+
+    with pytest.raises(RuntimeError, match="trained with --upsample resize"):
+        Trainer(tiny_config(synth_data, run, steps=8), resume=True, log=lambda *a: None)

@@ -57,7 +57,7 @@ def test_checkpoint_format_is_the_one_earlier_runs_wrote(tiny_checkpoint):
                           "teacher", "rng"}
     assert set(state["config"]) == {f.name for f in fields(TrainConfig)}
     assert TrainConfig(**state["config"]).model_config().to_dict() == state["model_config"]
-    assert set(state["model_config"]) == {"image_size", "attributes", "z_channels", "width", "dec_width", "projection"}
+    assert set(state["model_config"]) == {"image_size", "attributes", "z_channels", "width", "dec_width", "projection", "upsample"}
 
 
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -104,6 +104,10 @@ def resume(trainer, path: Path):
     """Continue from a checkpoint: a full one exactly; a slim one (no optimizer state) or a generator-only
     one (no D) with what it lacks started afresh, said in the log."""
     state = torch.load(path, map_location="cpu", weights_only=True)
+    was = state.get("model_config", {}).get("upsample", "transpose")
+    if was != trainer.cfg.upsample:
+        raise RuntimeError(f"{path} was trained with --upsample {was}; a run cannot change it "
+                           f"(start a new run in another --out to try {trainer.cfg.upsample})")
     missing, unexpected = trainer.model.load_state_dict(state["model"], strict=False)
     # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments;
     # a generator-only checkpoint (bundle slim --generator-only, train from-model) brings no D at all

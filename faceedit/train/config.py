@@ -44,6 +44,8 @@ class TrainConfig:
     dec_width: int = knob(256, "Channels of the decoder at 8x8, halving per stage down to 32.", MODEL)
     projection: bool = knob(False, "Projection discriminator: D's real/fake logit is told the attributes "
                                    "(a resumed run may turn it on).", MODEL)
+    upsample: str = knob("transpose", "Decoder up-sampling: transpose (stride-2 transposed convolutions) or resize "
+                                      "(nearest x2, then a 3x3 convolution). Fixed for a run's life.", MODEL)
     # schedule
     epochs: int = knob(20, "Passes over the train split (used when --steps is 0).", SCHEDULE)
     steps: int = knob(0, "Total steps of the run, a resumed one included (0: --epochs).", SCHEDULE)
@@ -109,7 +111,7 @@ class TrainConfig:
     def model_config(self):
         from faceedit.train.model import ModelConfig
         return ModelConfig(self.image_size, list(self.attributes), self.z_channels, self.width, self.dec_width,
-                           self.projection)
+                           self.projection, self.upsample)
 
     def check(self):
         """What the command line can get wrong before any data is read (the Trainer checks the rest)."""
@@ -117,6 +119,8 @@ class TrainConfig:
             raise ValueError("--data is required: a CelebA-layout folder")
         if self.image_size not in (64, 128):
             raise ValueError(f"--image-size must be 64 or 128, got {self.image_size}")
+        if self.upsample not in ("transpose", "resize"):
+            raise ValueError(f"--upsample must be transpose or resize, got {self.upsample!r}")
 
 
 RESUME_HELP = "Continue exactly from OUT/last.pt (weights, optimizers, step, RNG); without one the run starts afresh."

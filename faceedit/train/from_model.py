@@ -56,7 +56,9 @@ def model_config(manifest: dict, weights: dict) -> ModelConfig:
     enc = weights["encoder"]
     return ModelConfig(image_size=int(manifest["image_size"]), attributes=[a["name"] for a in manifest["attributes"]],
                        z_channels=int(manifest["z_shape"][0]), width=int(enc["encoder.trunk.stages.0.0.weight"].shape[0]),
-                       dec_width=int(weights["decoder"]["decoder.inp.0.weight"].shape[0]))
+                       dec_width=int(weights["decoder"]["decoder.inp.0.weight"].shape[0]),
+                       # a 3x3 `up` conv follows a nearest x2 resize; the transposed one is 4x4
+                       upsample="resize" if weights["decoder"]["decoder.ups.0.up.weight"].shape[-1] == 3 else "transpose")
 
 
 def load_folded(model: CVAEGAN, weights: dict) -> dict[str, torch.Tensor]:

@@ -32,6 +32,8 @@ class ModelConfig:
     width: int = 64               # channels of the first encoder stage; doubles per stage
     dec_width: int = 256          # channels of the decoder at 8x8; halves per stage
     projection: bool = False      # D's real/fake logit is conditioned on the attributes (see Discriminator)
+    upsample: str = "transpose"   # decoder x2 steps: "transpose" (4x4 stride-2 ConvTranspose) or "resize"
+                                  # (nearest x2, then a 3x3 conv: no uneven kernel overlap, no checkerboard)
 
     @property
     def n_attr(self) -> int:
@@ -102,18 +104,30 @@ def tile(y, h):
     return y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
 
 
-class CondUp(nn.Module):
-    """x2 up-sampling conditioned on y: concat tiled y -> ConvT -> BN -> FiLM(y) -> ReLU -> residual 3x3."""
+UPSAMPLE_MODES = ("transpose", "resize")
 
-    def __init__(self, cin: int, cout: int, n_attr: int):
+
+class CondUp(nn.Module):
+    """x2 up-sampling conditioned on y: concat tiled y -> ConvT (or nearest x2 + 3x3 conv) -> BN -> FiLM(y)
+    -> ReLU -> residual 3x3."""
+
+    def __init__(self, cin: int, cout: int, n_attr: int, upsample: str = "transpose"):
         super().__init__()
-        self.up = nn.ConvTranspose2d(cin + n_attr, cout, 4, 2, 1, bias=False)
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, not {upsample!r}")
+        self.resize = upsample == "resize"
+        # one name, `up`, for either conv: BatchNorm folding (export) and from-model rebuilding find it there
+        self.up = (nn.Conv2d(cin + n_attr, cout, 3, 1, 1, bias=False) if self.resize
+                   else nn.ConvTranspose2d(cin + n_attr, cout, 4, 2, 1, bias=False))
         self.bn = nn.BatchNorm2d(cout)
         self.film = nn.Linear(n_attr, 2 * cout)
         self.res = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
     def forward(self, h, y):
-        h = self.bn(self.up(torch.cat([h, tile(y, h)], 1)))
+        h = torch.cat([h, tile(y, h)], 1)
+        if self.resize:
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        h = self.bn(self.up(h))
         gamma, beta = self.film(y)[:, :, None, None].chunk(2, dim=1)
         h = F.relu(h * (1 + gamma) + beta)
         return h + self.res(h)
@@ -128,7 +142,7 @@ class Decoder(nn.Module):
         self.inp = nn.Sequential(nn.Conv2d(cfg.z_channels + n, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
         self.film = nn.Linear(n, 2 * c)
         chans = [max(c // 2**i, 32) for i in range(cfg.n_stages + 1)]
-        self.ups = nn.ModuleList([CondUp(a, b, n) for a, b in zip(chans[:-1], chans[1:])])
+        self.ups = nn.ModuleList([CondUp(a, b, n, cfg.upsample) for a, b in zip(chans[:-1], chans[1:])])
         self.out = nn.Conv2d(chans[-1] + n, 3, 3, 1, 1)
 
     def forward(self, z, attrs):

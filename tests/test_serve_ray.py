@@ -10,7 +10,6 @@ import asyncio
 import base64
 import io
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import request as http_request
-from test_serve import Server
+from test_serve import Server, free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("ray.serve")
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = (ROOT / "examples" / "astronaut.jpg").read_bytes()
 TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method, url, body=None, headers=None, timeout=TIMEOUT_S):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 
 from faceedit.core.attributes import DEFAULT_ATTRIBUTES
 
+UPSAMPLE_MODES = ("transpose", "resize")  # the decoder's x2 steps (faceedit.train.model.CondUp)
+
 # help panels of `faceedit train --help`
 RUN, MODEL, LOSS, EDIT, SCHEDULE, VALIDATION, HARDWARE = (
     "Data and run", "Model", "Losses", "Edit training", "Schedule", "Validation and checkpoints", "Hardware")
@@ -119,8 +121,8 @@ class TrainConfig:
             raise ValueError("--data is required: a CelebA-layout folder")
         if self.image_size not in (64, 128):
             raise ValueError(f"--image-size must be 64 or 128, got {self.image_size}")
-        if self.upsample not in ("transpose", "resize"):
-            raise ValueError(f"--upsample must be transpose or resize, got {self.upsample!r}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
 
 
 RESUME_HELP = "Continue exactly from OUT/last.pt (weights, optimizers, step, RNG); without one the run starts afresh."

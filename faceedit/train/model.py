@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faceedit.core.attributes import DEFAULT_ATTRIBUTES
+from faceedit.train.config import UPSAMPLE_MODES
 
 
 @dataclass
@@ -102,9 +103,6 @@ class AttributeHead(nn.Module):
 
 def tile(y, h):
     return y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
-
-
-UPSAMPLE_MODES = ("transpose", "resize")
 
 
 class CondUp(nn.Module):

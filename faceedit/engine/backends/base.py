@@ -4,6 +4,7 @@ A Graph's run() takes {input name: contiguous float32 array} and returns the out
 order. run() must be safe to call from many threads at once (the Editor and the batcher rely on it)."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -22,7 +23,6 @@ def cpu_cores() -> int:
 
 def importable(module: str, install_hint: str = "") -> tuple[bool, str]:
     """available()'s answer for a backend that needs one package: (True, "") or (False, why, and how to get it)."""
-    import importlib
     try:
         importlib.import_module(module)
     except ImportError as e:

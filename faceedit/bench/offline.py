@@ -109,8 +109,9 @@ def engine_configs(info, work, plan, log, reference=None) -> tuple[list[dict], d
                 label = f"{name}/{precision}/{path}"
                 t0 = time.perf_counter()
                 try:
-                    # fixed strength: the same maths as the eager baseline (auto strength is timed on its own)
-                    ed = Editor.load(info, backend=name, precision=precision, auto_strength=False)
+                    # fixed strength, no edit filter: the same maths as the eager baseline (auto strength and the
+                    # filter are timed on their own)
+                    ed = Editor.load(info, backend=name, precision=precision, auto_strength=False, edit_filter=False)
                 except Exception as e:   # e.g. no such graphs in this model, or the device cannot run it
                     absent[f"{name}/{precision}"] = str(e).splitlines()[0] if str(e) else type(e).__name__
                     break

@@ -75,9 +75,9 @@ def print_report(result: dict, console=None):
                       _fmt(r.get("p99_ms")), f"{r['mean_batch']:.1f}")
         console.print(t)
 
-    line = auto_strength_line(result)
-    if line:
-        console.print(line)
+    for line in (auto_strength_line(result), edit_filter_line(result)):
+        if line:
+            console.print(line)
 
     e2e = result.get("end_to_end", {})
     for key, label in (("photo", "1-MP photo end to end"), ("load", "engine load"), ("cold_run", "cold `faceedit run`")):
@@ -151,6 +151,17 @@ def auto_strength_line(result: dict) -> str:
             f"-> {a[f'auto_batch_{big}']['throughput_ips']:.0f} img/s")
 
 
+def edit_filter_line(result: dict) -> str:
+    """One line: what the edit filter (the guided filter on the edit's change) costs."""
+    a = result.get("edit_filter") or {}
+    if not a or a.get("absent"):
+        return f"edit filter: absent ({a['absent']})" if a.get("absent") else ""
+    big = max(int(k.rsplit("_", 1)[1]) for k in a if k.startswith("off_batch_"))
+    return (f"edit filter ({a['attribute']} edits, radius {a['filter']['radius']}, eps {a['filter']['eps']:g}): batch-1 "
+            f"p50 {a['off_batch_1']['p50_ms']:.3g} ms off -> {a['on_batch_1']['p50_ms']:.3g} ms on; batch {big} "
+            f"{a[f'off_batch_{big}']['throughput_ips']:.0f} -> {a[f'on_batch_{big}']['throughput_ips']:.0f} img/s")
+
+
 def markdown(result: dict) -> str:
     """The headline table for the README (and benchmarks/README.md)."""
     m = result["machine"]
@@ -166,7 +177,11 @@ def markdown(result: dict) -> str:
                      f"{r['best_thr']:.0f} ({r['best_batch']}) | {_pct(r['peak_fraction'])} |")
     line = auto_strength_line(result)
     if line:
-        lines += ["", "Engine rows above are fixed-strength edits (the same maths as the eager baseline); " + line + "."]
+        lines += ["", "Engine rows above are fixed-strength edits without the edit filter (the same maths as the eager "
+                      "baseline); " + line + "."]
+    line = edit_filter_line(result)
+    if line and not line.startswith("edit filter: absent"):
+        lines += ["", line + "."]
     lines += ["", "| target | goal | measured | |", "| --- | --- | ---: | --- |"]
     for x in result.get("targets", []):
         mark = {True: "pass", False: "miss", None: "absent"}[x["pass"]]

@@ -57,6 +57,7 @@ def run(plan: Plan, eager_module=None, log=print) -> dict:
         result["absent"]["crops"] = "crop edits not measured in this run (--photo-only)"
     auto = auto_editor(info, result)
     result["auto_strength"] = measure_auto_strength(auto, plan, log) if plan.crops else {"absent": "--photo-only"}
+    result["edit_filter"] = measure_edit_filter(auto, plan, log) if plan.crops else {"absent": "--photo-only"}
     result["concurrency"] = measure_concurrency(info, work, plan, result, log) if plan.concurrency and plan.crops else []
     result["end_to_end"] = measure_end_to_end(info, work, plan, auto, log) if plan.end_to_end else \
         {"photo": {"absent": "not run in this plan"}, "cold_run": {"absent": "not run in this plan"}}
@@ -157,6 +158,37 @@ def measure_auto_strength(auto, plan, log) -> dict:
         f"{out['fixed_batch_1']['p50_ms']:.3g} -> {out['auto_batch_1']['p50_ms']:.3g} ms, batch {big} "
         f"{out[f'fixed_batch_{big}']['throughput_ips']:.0f} -> {out[f'auto_batch_{big}']['throughput_ips']:.0f} img/s")
     del fixed
+    return out
+
+
+def measure_edit_filter(auto, plan, log) -> dict:
+    """What the edit filter (engine.edit_filter) costs on the default editor: p50 at batch 1 and at the largest
+    batch with it on and off, fixed strength, on an attribute it filters, faces the model draws."""
+    import numpy as np
+
+    from faceedit.bench.timing import measure, summarize
+    from faceedit.engine.editor import MAX_BATCH, Editor
+    if auto is None or not auto.edit_filter:
+        return {"absent": "the model has no edit filter (or no editor loaded)"}
+    k = next(i for i, f in enumerate(auto._filter.filters) if f is not None)
+    name, a = auto.attribute_names[k], len(auto.attribute_names)
+    on = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False)
+    off = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False,
+                      edit_filter=False)
+    n = 32
+    crops = list(auto.sample(n, seed=0))
+    target, mask = np.zeros((n, a), np.float32), np.zeros((n, a), np.float32)
+    target[:, k] = (auto.attributes(np.stack(crops))[:, k] <= 0.5).astype(np.float32)
+    mask[:, k] = 1.0
+    out = {"editor": on.describe(), "attribute": name, "filter": auto._filter.filters[k].to_dict(), "faces": n}
+    big = min(MAX_BATCH, max(plan.batches))
+    for label, ed in (("off", off), ("on", on)):
+        for b in (1, big):
+            out[f"{label}_batch_{b}"] = summarize(measure(lambda b=b, ed=ed: ed.edit_crops(
+                crops[:b], target[:b], mask[:b]), plan.budget), b)
+    log(f"edit filter ({name}): batch 1 p50 {out['off_batch_1']['p50_ms']:.3g} -> {out['on_batch_1']['p50_ms']:.3g} ms, "
+        f"batch {big} {out[f'off_batch_{big}']['throughput_ips']:.0f} -> {out[f'on_batch_{big}']['throughput_ips']:.0f} img/s")
+    del on, off
     return out
 
 

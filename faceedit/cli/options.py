@@ -13,9 +13,10 @@ DETECTOR_MODEL_HELP = "YuNet face detector .onnx (OpenCV zoo), for --detector yu
 MAX_PIXELS_HELP = "Refuse images over this many megapixels (decompression bombs)."
 
 
-def load_editor(model, backend, precision, auto_strength=True, implied=True):
+def load_editor(model, backend, precision, auto_strength=True, implied=True, edit_filter=True):
     from faceedit.engine import Editor
-    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength, implied=implied)
+    editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength, implied=implied,
+                         edit_filter=edit_filter)
     typer.echo(f"model {editor.model.path} | backend {editor.selection} | {editor.describe()}", err=True)
     return editor
 

@@ -26,6 +26,7 @@ def register(app: typer.Typer):
             raw: bool = typer.Option(False, "--raw", help="Paste the decoder's raw output (colour-matched) instead of the residual edit that keeps the photo's detail."),
             fixed_strength: bool = typer.Option(False, "--fixed-strength", help="Render every edit at its attribute's gain: no auto strength (which pushes an edit harder where the model does not see it land)."),
             literal: bool = typer.Option(False, "--literal", help="Change only the attributes named: no implied attributes (e.g. mustache=1 also sets male=1, no_beard=0, as every training face with a mustache has them)."),
+            unfiltered: bool = typer.Option(False, "--unfiltered", help="Add the model's change as it comes: no guided filter (which keeps the photo's own edges and drops stripes and colour noise the photo does not have)."),
             detector: Optional[str] = typer.Option(None, "--detector", help=DETECTOR_HELP),
             detector_model: Optional[Path] = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
             max_pixels: float = typer.Option(50.0, "--max-pixels", help=MAX_PIXELS_HELP),
@@ -39,7 +40,8 @@ def register(app: typer.Typer):
         which = parse_face_choice(face)
         inputs, batch = files.collect_inputs(image)
         jobs = files.plan_outputs(inputs, out, batch)
-        editor = load_editor(model, backend, precision, auto_strength=not fixed_strength, implied=not literal)
+        editor = load_editor(model, backend, precision, auto_strength=not fixed_strength, implied=not literal,
+                             edit_filter=not unfiltered)
         request = editor.request(changes)  # resolved once; this object travels down to the decoder
         changed = request.changed
         for name, rate, split in editor.model.weak_edits(sorted(changed)):

@@ -54,6 +54,7 @@ class ModelInfo:
     edit_tops: list = field(default_factory=list)  # per attribute: auto strength's top multiplier (1 = off)
     implied: object = None  # faceedit.core.implied.rule_table of the manifest's "implied" rules, or None
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
+    edit_filter: dict | None = None  # manifest "edit_filter": how the edit's change is filtered (engine.edit_filter)
 
     @classmethod
     def load(cls, model=None, verify: bool = True) -> "ModelInfo":
@@ -67,7 +68,7 @@ class ModelInfo:
                        edit_gains=edit_gains(m.get("edit_strength"), names),
                        edit_tops=top_multipliers(m.get("edit_strength"), names),
                        latent_prior=(m.get("latent_prior") or {}).get("path"),
-                       eval_summary=dict(m.get("eval") or {}))
+                       eval_summary=dict(m.get("eval") or {}), edit_filter=m.get("edit_filter") or None)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{path}/manifest.json lacks a required field ({e}): the model directory is damaged") from None
         try:

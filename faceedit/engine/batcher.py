@@ -122,7 +122,7 @@ class DynamicBatcher:
             return
         for i, r in enumerate(batch):
             try:
-                r.future.set_result(self.editor.finish(r.crop, edited[i], recon[i], r.raw))
+                r.future.set_result(self.editor.finish(r.crop, edited[i], recon[i], r.raw, r.mask))
             except BaseException as e:
                 r.future.set_exception(e)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from faceedit.core.attributes import decoder_value
 from faceedit.engine import tensors
+from faceedit.engine.edit_filter import EditFilter
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
 from faceedit.engine.request import EditRequest
@@ -41,7 +42,7 @@ class EditOutput:
 
 class Editor:
     def __init__(self, model: ModelInfo, backend, precision: str, selection: str = "", auto_strength: bool = True,
-                 implied: bool = True):
+                 implied: bool = True, edit_filter: bool = True):
         self.model = model
         self.backend = backend
         self.precision = precision
@@ -57,24 +58,31 @@ class Editor:
         self.auto_strength = auto_strength and bool((self._tops > 1).any())
         self._implied = model.implied if implied else None
         self.implied = self._implied is not None
+        try:
+            self._filter = EditFilter.from_manifest(model.edit_filter, self.attribute_names) if edit_filter else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise EngineError(f"{model.path}/manifest.json: bad \"edit_filter\" entry: {e}") from None
+        self.edit_filter = self._filter is not None
 
     # ---- loading -----------------------------------------------------------------------------------
     @classmethod
     def load(cls, model=None, backend: str = "auto", precision: str = "auto", threads: int = 0,
-             verify: bool = True, cache: bool = True, auto_strength: bool = True, implied: bool = True) -> "Editor":
+             verify: bool = True, cache: bool = True, auto_strength: bool = True, implied: bool = True,
+             edit_filter: bool = True) -> "Editor":
         """model: a model directory, a model name, or None for the shipped default. backend: auto or a name
         from faceedit.engine.backends.NAMES. precision: auto (the backend's preferred variant among those the
         export accepted within its accuracy budget: bf16 on OpenVINO with a bf16 CPU, fp16 on GPUs, else fp32;
         int8 only when asked for), or
         fp32, int8, bf16 (OpenVINO), fp16 (GPU backends), when the model has it. auto_strength: False renders
         every edit at its attribute's gain even where the model has auto strength. implied: False sets only the
-        attributes named, even where the model has implied rules."""
+        attributes named, even where the model has implied rules. edit_filter: False adds the decoder's change
+        as it comes, even where the model's manifest asks for it to be filtered (engine.edit_filter)."""
         info = model if isinstance(model, ModelInfo) else ModelInfo.load(model, verify=verify)
         name = canonical_name(backend)
         if name != "auto":
             b = cls._make(name, threads, cache)
             p = b.auto_precision(info) if precision == "auto" else precision
-            ed = cls(info, b, p, f"{b.name} (requested), {p}", auto_strength, implied)
+            ed = cls(info, b, p, f"{b.name} (requested), {p}", auto_strength, implied, edit_filter)
             ed._probe()
             return ed
         skipped = []
@@ -84,7 +92,7 @@ class Editor:
                 p = b.auto_precision(info) if precision == "auto" else precision
                 if not b.has(info, "attributes", p):
                     raise BackendUnavailable(f"no {p} graphs for it in this model")
-                ed = cls(info, b, p, "", auto_strength, implied)
+                ed = cls(info, b, p, "", auto_strength, implied, edit_filter)
                 ed._probe()
             except Exception as e:  # not installed, no device, or fails on this model: try the next one
                 skipped.append(f"{cand}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
@@ -124,7 +132,8 @@ class Editor:
 
     def describe(self) -> str:
         return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
-                + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else ""))
+                + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else "")
+                + (", edit filter" if self.edit_filter else ""))
 
     # ---- attribute vectors -------------------------------------------------------------------------
     def request(self, changes) -> EditRequest:
@@ -160,7 +169,7 @@ class Editor:
                 out.extend((edited, recon, probs))
             else:
                 out[0][rows] = edited
-            return np.clip(x[rows] + edited - recon, -1.0, 1.0)
+            return self.residual(x[rows], edited, recon, mask[rows])
         mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
         return (*out, mult)
 
@@ -205,12 +214,27 @@ class Editor:
         return np.concatenate([g.run({"z": z[i:i + MAX_BATCH], "attributes": attrs[i:i + MAX_BATCH]})[0]
                                for i in range(0, len(z), MAX_BATCH)])
 
-    def finish(self, crop: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, raw: bool) -> np.ndarray:
-        """One crop's result at its own size: crop + upsample(edited - reconstruction), or the raw output."""
+    def residual(self, x: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The residual edit at model size, [N,3,S,S]: x + the change (edited - reconstruction), the change
+        filtered by x where the manifest asks for it for the attributes set (mask [N,A]; engine.edit_filter)."""
+        delta = edited - reconstruction
+        if self._filter is not None:
+            delta = self._filter.filter_rows(x, delta, mask)
+        return np.clip(x + delta, -1.0, 1.0)
+
+    def finish(self, crop: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, raw: bool,
+               mask: np.ndarray) -> np.ndarray:
+        """One crop's result at its own size: crop + upsample(edited - reconstruction), or the raw output.
+        Where the edit filter applies to the attributes set (mask [A]), the change is rebuilt at the crop's size
+        with the crop itself as the guide."""
         h, w = crop.shape[:2]
         if raw:
             return tensors.resize(tensors.to_uint8(edited), w, h)
-        return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
+        f = self._filter.for_row(mask) if self._filter is not None else None
+        if f is None:
+            return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
+        coef = f.coefficients(tensors.to_tensor([crop], self.size), (edited - reconstruction)[None])[:, 0]
+        return tensors.apply_delta(crop, f.apply(coef, crop) * np.float32(127.5))
 
     def edit_crops(self, crops: list[np.ndarray], target: np.ndarray, mask: np.ndarray, raw: bool = False) -> EditOutput:
         """The batch workhorse: crops (HxWx3 uint8), per-row target/mask [N,A] (or one row for all)."""
@@ -219,9 +243,9 @@ class Editor:
         target = np.ascontiguousarray(np.broadcast_to(target, (n, len(self.attribute_names))), np.float32)
         mask = np.ascontiguousarray(np.broadcast_to(mask, target.shape), np.float32)
         edited, recon, probs, mult = self.run_edit_with_strength(x, target, mask)
-        outs = [self.finish(c, edited[i], recon[i], raw) for i, c in enumerate(crops)]
+        outs = [self.finish(c, edited[i], recon[i], raw, mask[i]) for i, c in enumerate(crops)]
         # what the attribute head sees of the result: the model-size residual (or raw) image
-        small = edited if raw else np.clip(x + (edited - recon), -1.0, 1.0)
+        small = edited if raw else self.residual(x, edited, recon, mask)
         return EditOutput(outs, probs, small, mult, implied_changes(self._implied, target, mask, probs))
 
     # ---- public API on images ----------------------------------------------------------------------

@@ -40,7 +40,7 @@ class _ReportRequest:
     target: np.ndarray
     mask: np.ndarray
     raw: bool
-    options: tuple       # (fixed_strength, literal)
+    options: tuple       # (fixed_strength, literal, unfiltered)
     post: Callable | None  # (crop, edited crop) -> the crop the user gets (e.g. colour-matched): run before "after"
     future: Future
 
@@ -90,11 +90,12 @@ class JobBatcher(DynamicBatcher):
         return self._put(_AttrRequest(x, Future()))
 
     def submit_report(self, crop, changes: dict | None = None, raw: bool = False, fixed_strength: bool = False,
-                      literal: bool = False, post: Callable | None = None) -> Future:
+                      literal: bool = False, post: Callable | None = None, unfiltered: bool = False) -> Future:
         """Future of an EditReport for one aligned crop. Bad changes raise EngineError here, in the caller."""
         crop = tensors.as_rgb(crop)
         target, mask = self.editor.change_vectors(changes)
-        return self._put(_ReportRequest(crop, target, mask, raw, (bool(fixed_strength), bool(literal)), post, Future()))
+        options = (bool(fixed_strength), bool(literal), bool(unfiltered))
+        return self._put(_ReportRequest(crop, target, mask, raw, options, post, Future()))
 
     def submit_job(self, fn: Callable) -> Future:
         """Future of fn(), run by the worker between batches (a model call that is not rows of a batch)."""
@@ -102,14 +103,17 @@ class JobBatcher(DynamicBatcher):
 
     # ---- worker ----------------------------------------------------------------------------------------
     def _view(self, options: tuple):
-        """The Editor with auto strength / implied rules turned off as asked, sharing the loaded graphs."""
+        """The Editor with auto strength / implied rules / the edit filter turned off as asked, sharing the
+        loaded graphs."""
         v = self._views.get(options)
         if v is None:
-            fixed, literal = options
+            fixed, literal, unfiltered = options
             v = copy.copy(self.editor)  # shallow: same backend, same graph dict, same lock
             v.auto_strength = self.editor.auto_strength and not fixed
             if literal:
                 v._implied, v.implied = None, False
+            if unfiltered:
+                v._filter, v.edit_filter = None, False
             self._views[options] = v
         return v
 

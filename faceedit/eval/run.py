@@ -109,7 +109,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
                     values = zeros.copy()
                     values[:, k] = 0.5 + m * (flip_to - 0.5)
                     edited, recon, _ = model.fixed.run_edit(x, values, asked_mask)
-                    residual = np.clip(x + edited - recon, -1, 1)
+                    residual = model.fixed.residual(x, edited, recon, asked_mask)
                     rungs[m] = (edited, residual, judge(residual) > 0.5)
                 return rungs[m]
 
@@ -135,7 +135,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
             # the product's default edit: the engine's own auto strength (one Editor call), or fixed strength
             if tops[k] > 1:
                 edited, recon, _, mult = model.default.run_edit_with_strength(x, asked, asked_mask)
-                residual = np.clip(x + edited - recon, -1, 1)
+                residual = model.default.residual(x, edited, recon, asked_mask)
                 verdict, mult = judge(residual) > 0.5, mult[:, k]
             else:
                 _, residual, verdict = render_at(1.0)
@@ -188,6 +188,7 @@ def evaluate(model, judge, data, split="test", batch=128, intensities=(1.0, 2.0)
     result = {
         "split": split, "faces": n, "attributes": names,
         "edit_gains": {a: float(g) for a, g in zip(names, model.edit_gains)},
+        "edit_filter": model.edit_filter,  # how the change was filtered before it was added (None: not at all)
         "attribute_accuracy": {"per_attribute": table(correct), **means(correct)},
         "judge_accuracy_on_real": {"per_attribute": table(judge_correct), **means(judge_correct)},
         # how often the judge says "yes" on real faces that have the attribute: an edit that adds a rare

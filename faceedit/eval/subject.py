@@ -22,6 +22,7 @@ class UnderTest:
 
     def __init__(self, info: ModelInfo, backend, kind: str):
         self.info, self.kind, self.path = info, kind, info.path
+        self.edit_filter = info.edit_filter  # the manifest's entry (or with_filter's), None: no filter
         self.default = Editor(info, backend, "fp32", auto_strength=True, implied=True)
         self.fixed = Editor(info, backend, "fp32", auto_strength=False, implied=True)
 
@@ -56,6 +57,11 @@ class UnderTest:
     def with_gain(self, gain: float) -> "UnderTest":
         """The same model with one decoder gain for every attribute (eval --edit-gain)."""
         info = dataclasses.replace(self.info, edit_gains=[float(gain)] * len(self.attributes))
+        return UnderTest(info, self.default.backend, self.kind)
+
+    def with_filter(self, entry: dict | None) -> "UnderTest":
+        """The same model with another edit filter (a manifest "edit_filter" entry; None: none) (eval --edit-filter)."""
+        info = dataclasses.replace(self.info, edit_filter=entry)
         return UnderTest(info, self.default.backend, self.kind)
 
 

@@ -37,6 +37,13 @@ def _same_model(result: dict, manifest: dict, path, flag: str, what: str):
         raise UpdateError(f"{flag}: {path} measured other implied attributes than this manifest's; {what}")
 
 
+def _filter_of(entry, names):
+    """What of an edit_filter entry changes pixels (each attribute's filter), for comparing two of them."""
+    from faceedit.engine.edit_filter import EditFilter
+    f = EditFilter.from_manifest(entry, names)
+    return None if f is None else f.filters
+
+
 def implied_rules(data, names, attributes) -> tuple[dict, int]:
     """Rules for the given attributes from the train split's labels of a CelebA-layout dataset."""
     from faceedit.train.data import load_celeba
@@ -55,13 +62,16 @@ def implied_rules(data, names, attributes) -> tuple[dict, int]:
 
 
 def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
-                 implied_for=None, implied_data=None, implied_note: str = "") -> dict:
+                 implied_for=None, implied_data=None, implied_note: str = "", edit_filter: list | None = None,
+                 edit_filter_note: str = "") -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
     current settings, whose summary becomes the manifest's "eval". implied_for: attributes whose edits get
     implied rules from implied_data's train labels ([] removes them); applied first, so a sweep or an eval
-    given with it must have measured the new rules."""
+    given with it must have measured the new rules. edit_filter: ["RADIUS,EPS"], ["NAME=RADIUS,EPS", ...] or
+    ["off"], the guided filter on the edit's change (faceedit.engine.edit_filter), also applied before an eval
+    given with it is checked."""
     from faceedit.eval.report import best_tops
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
@@ -80,6 +90,21 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         else:
             manifest.pop("implied", None)
             log("implied attributes: removed")
+    if edit_filter is not None:
+        from faceedit.engine.edit_filter import EditFilter
+        try:
+            f = EditFilter.from_specs(list(edit_filter), names)
+        except ValueError as e:
+            raise UpdateError(f"--edit-filter: {e}") from None
+        if f is None:
+            manifest.pop("edit_filter", None)
+            log("edit filter: removed (the change is added as the decoder makes it)")
+        else:
+            manifest["edit_filter"] = {**f.to_manifest(names), "chosen": edit_filter_note or "set by export-update",
+                                       "meaning": "the edit's change (edited - reconstruction) passes a guided filter "
+                                                  "whose guide is the input crop before it is added, where every "
+                                                  "attribute the user set has one (faceedit.engine.edit_filter)"}
+            log("edit filter: " + ", ".join(f"{n} r{g.radius} eps {g.eps:g}" for n, g in zip(names, f.filters) if g))
     if auto_strength_from is not None:
         sweep = _read(auto_strength_from, "--auto-strength-from")
         if sweep.get("split") == "test":
@@ -107,6 +132,10 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         measured = (result.get("auto_strength") or {}).get("top_multiplier") or {}
         if {a: float(measured.get(a, 1.0)) for a in names} != tops:
             raise UpdateError(f"--eval-json: {eval_json} measured other auto strength settings than this manifest's; "
+                              "re-run the evaluation on the updated directory")
+        if "edit_filter" in result and (_filter_of(result.get("edit_filter"), names)
+                                        != _filter_of(manifest.get("edit_filter"), names)):
+            raise UpdateError(f"--eval-json: {eval_json} measured another edit filter than this manifest's; "
                               "re-run the evaluation on the updated directory")
         manifest["eval"] = _read_eval(eval_json)
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "

@@ -121,7 +121,7 @@ class FaceService:
                 "value_range": list(VALUE_RANGE), "image_size": self.editor.size,
                 "backend": self.editor.backend.name, "precision": self.editor.precision,
                 "description": self.editor.describe(), "auto_strength": self.editor.auto_strength,
-                "implied_rules": self.editor.implied,
+                "implied_rules": self.editor.implied, "edit_filter": self.editor.edit_filter,
                 "batcher": {"max_batch": self.batcher.max_batch, "max_delay_ms": self.batcher.max_delay * 1000,
                             "max_queue": self.batcher.max_queue}}
 
@@ -188,7 +188,7 @@ class FaceService:
         return photo.rgb.shape[:2], n_found, out
 
     async def edit(self, data: bytes, changes, face="largest", aligned: bool = False, raw: bool = False,
-                   fixed_strength: bool = False, literal: bool = False, fmt: str = "png"):
+                   fixed_strength: bool = False, literal: bool = False, fmt: str = "png", unfiltered: bool = False):
         """-> (encoded photo bytes, format, photo size, number of faces found, [FaceResult]).
         The same steps as PhotoEditor.edit (so the same pixels as `faceedit run`), through the batcher."""
         fmt = output_format(fmt)
@@ -199,7 +199,7 @@ class FaceService:
         def colour_matched(m):
             return lambda crop, edited: A.match_colour(edited, crop, m)
         futures = [self.batcher.submit_report(crop, changes, raw, fixed_strength, literal,
-                                              colour_matched(m) if raw else None)
+                                              colour_matched(m) if raw else None, unfiltered)
                    for (crop, _, _), m in zip(jobs, masks)]
         reports = await self._wait(futures)
         encoded = await run_in_threadpool(self._paste_encode, photo, jobs, masks, reports, fmt)

@@ -123,6 +123,8 @@ async def edit(request: Request,
                raw: bool = Query(False, description="Paste the decoder's raw output (colour-matched) instead of the residual edit."),
                fixed_strength: bool = Query(False, description="No auto strength: every edit at its attribute's gain."),
                literal: bool = Query(False, description="Change only the attributes named: no implied attributes."),
+               unfiltered: bool = Query(False, description="Add the model's change as it comes: no guided filter "
+                                                            "(which keeps the photo's edges and drops the decoder's stripes)."),
                format: str = Query("png", description="png, jpeg or webp")):
     t = time.perf_counter()
     svc = _service(request)
@@ -134,7 +136,7 @@ async def edit(request: Request,
     except Exception as e:  # a bad name or value: refused before the upload is read
         raise classify(e) from None
     encoded, fmt, (h, w), n, faces = await _on_upload(request, svc.edit, changes, face, aligned, raw, fixed_strength,
-                                                      literal, format)
+                                                      literal, format, unfiltered)
     return EditOut(width=w, height=h, format=fmt.lower(), media_type=f"image/{fmt.lower()}", image=b64(encoded),
                    faces_found=n, faces=[_face(f, True) for f in faces], elapsed_ms=round((time.perf_counter() - t) * 1000, 2))
 

@@ -157,7 +157,8 @@ async function runEdit() {
   if (!set.length) { clearResult(); return; }
   const controller = state.controller = new AbortController();
   const q = new URLSearchParams({ face: String(state.faces[state.face].index), format: $("format").value,
-                                  fixed_strength: $("fixed").checked, literal: $("literal").checked });
+                                  fixed_strength: $("fixed").checked, literal: $("literal").checked,
+                                  unfiltered: $("unfiltered").checked });
   for (const [n, v] of set) q.append("set", `${n}=${v}`);
   const t0 = performance.now();
   say("Rendering…");
@@ -276,6 +277,6 @@ document.addEventListener("paste", (e) => {
 $("face-choice").addEventListener("change", (e) => chooseFace(Number(e.target.value)));
 $("reset").addEventListener("click", resetSliders);
 $("compare").addEventListener("input", applyCompare);
-for (const id of ["fixed", "literal", "format"]) $(id).addEventListener("change", scheduleEdit);
+for (const id of ["fixed", "literal", "unfiltered", "format"]) $(id).addEventListener("change", scheduleEdit);
 $("sample-go").addEventListener("click", drawSamples);
 loadModel();

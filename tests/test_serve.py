@@ -239,6 +239,23 @@ def test_edit_formats_options_and_face_choice(server, astronaut_bytes):
     assert code == 200 and json.loads(body)["faces"][0]["implied"]  # the model's rules set Male/No_Beard
 
 
+def test_edit_filter_on_by_default_and_off_on_request(server, astronaut_bytes, astronaut):
+    # the shipped model filters black-hair edits (engine.edit_filter); unfiltered=true adds the change as it comes
+    from faceedit.engine import Editor
+    from faceedit.engine.imageio import Photo
+    from faceedit.engine.photo import PhotoEditor
+    assert json.loads(get(server.url + "/v1/model")[2])["edit_filter"] is True
+    outs = {}
+    for q in ("", "&unfiltered=true"):
+        code, _, body = post(server.url + f"/v1/edit?set=black_hair=1&format=png{q}", astronaut_bytes)
+        assert code == 200
+        outs[q] = decode(json.loads(body)["image"]).astype(int)
+    for q, on in (("", True), ("&unfiltered=true", False)):
+        ref = PhotoEditor(Editor.load(edit_filter=on)).edit([Photo(astronaut, None)], {"black_hair": 1})[0]
+        assert np.abs(ref.photo.rgb.astype(int) - outs[q]).max() <= 2
+    assert np.abs(outs[""] - outs["&unfiltered=true"]).max() > 20
+
+
 def test_aligned_crop_edit_and_reconstruction(server, astronaut):
     crop = png(face_crops(astronaut, 1)[0])
     code, _, body = post(server.url + "/v1/edit?aligned=true&set=smiling=0", crop)

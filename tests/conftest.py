@@ -49,6 +49,18 @@ def tiny_model_dir(tiny_checkpoint, tmp_path_factory):
     return out
 
 
+def model_with(model_dir, dest, **entries):
+    """A copy of a model directory with manifest entries replaced: the manifest itself is not hashed (it holds
+    the hashes), so the copy is a valid model with other settings."""
+    import json
+    import shutil
+    shutil.copytree(model_dir, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m.update(entries)
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
+
+
 def cli(*args):
     """`faceedit ARGS` in-process (typer's runner); every argument as a string."""
     from typer.testing import CliRunner

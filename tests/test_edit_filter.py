@@ -89,11 +89,8 @@ def test_a_bad_filter_entry_in_the_manifest_is_refused(tiny_model_dir, tmp_path,
 
 
 def _with_filter(model_dir, dest, entry):
-    shutil.copytree(model_dir, dest)
-    m = json.loads((dest / "manifest.json").read_text())
-    m["edit_filter"] = entry
-    (dest / "manifest.json").write_text(json.dumps(m))
-    return dest
+    from tests.conftest import model_with
+    return model_with(model_dir, dest, edit_filter=entry)
 
 
 def test_the_editor_filters_the_change_where_the_manifest_asks(tiny_model_dir, tmp_path):

@@ -131,12 +131,8 @@ def test_fused_editor_graph_and_separate_graphs_agree(tiny_model_dir):
 
 
 def _with_edit_strength(model_dir, dest, strength):
-    # the manifest itself is not hashed (it holds the hashes): a copy with another gain is a valid model
-    shutil.copytree(model_dir, dest)
-    m = json.loads((dest / "manifest.json").read_text())
-    m["edit_strength"] = strength
-    (dest / "manifest.json").write_text(json.dumps(m))
-    return dest
+    from tests.conftest import model_with
+    return model_with(model_dir, dest, edit_strength=strength)
 
 
 def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path):

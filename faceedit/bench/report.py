@@ -139,16 +139,21 @@ def detection_lines(det: dict) -> list[str]:
     return lines
 
 
+def _before_after(a: dict, before: str, after: str) -> str:
+    """'batch-1 p50 X ms BEFORE -> Y ms AFTER; batch B T1 -> T2 img/s' of a block timed both ways."""
+    big = max(int(k.rsplit("_", 1)[1]) for k in a if k.startswith(f"{before}_batch_"))
+    return (f"batch-1 p50 {a[f'{before}_batch_1']['p50_ms']:.3g} ms {before} -> {a[f'{after}_batch_1']['p50_ms']:.3g} ms "
+            f"{after}; batch {big} {a[f'{before}_batch_{big}']['throughput_ips']:.0f} -> "
+            f"{a[f'{after}_batch_{big}']['throughput_ips']:.0f} img/s")
+
+
 def auto_strength_line(result: dict) -> str:
     """One line: what auto strength (an edit the model does not see land is rendered again, harder) costs."""
     a = result.get("auto_strength") or {}
     if not a or a.get("absent"):
         return f"auto strength: absent ({a['absent']})" if a.get("absent") else ""
-    big = max(int(k.rsplit("_", 1)[1]) for k in a if k.startswith("fixed_batch_"))
     return (f"auto strength ({a['editor']}; {a['attribute']} flipped on {a['faces']} sampled faces, up to "
-            f"x{a['top_multiplier']:g}, {a['share_pushed']:.0%} pushed): batch-1 p50 {a['fixed_batch_1']['p50_ms']:.3g} ms "
-            f"fixed -> {a['auto_batch_1']['p50_ms']:.3g} ms auto; batch {big} {a[f'fixed_batch_{big}']['throughput_ips']:.0f} "
-            f"-> {a[f'auto_batch_{big}']['throughput_ips']:.0f} img/s")
+            f"x{a['top_multiplier']:g}, {a['share_pushed']:.0%} pushed): " + _before_after(a, "fixed", "auto"))
 
 
 def edit_filter_line(result: dict) -> str:
@@ -156,10 +161,8 @@ def edit_filter_line(result: dict) -> str:
     a = result.get("edit_filter") or {}
     if not a or a.get("absent"):
         return f"edit filter: absent ({a['absent']})" if a.get("absent") else ""
-    big = max(int(k.rsplit("_", 1)[1]) for k in a if k.startswith("off_batch_"))
-    return (f"edit filter ({a['attribute']} edits, radius {a['filter']['radius']}, eps {a['filter']['eps']:g}): batch-1 "
-            f"p50 {a['off_batch_1']['p50_ms']:.3g} ms off -> {a['on_batch_1']['p50_ms']:.3g} ms on; batch {big} "
-            f"{a[f'off_batch_{big}']['throughput_ips']:.0f} -> {a[f'on_batch_{big}']['throughput_ips']:.0f} img/s")
+    return (f"edit filter ({a['attribute']} edits, radius {a['filter']['radius']}, eps {a['filter']['eps']:g}): "
+            + _before_after(a, "off", "on"))
 
 
 def markdown(result: dict) -> str:

@@ -172,3 +172,19 @@ def test_export_update_writes_and_removes_the_filter(tiny_model_dir, tmp_path):
     r = cli("export-update", "--model", model, "--edit-filter", "off")
     assert r.exit_code == 0, r.output
     assert "edit_filter" not in json.loads((model / "manifest.json").read_text())
+
+
+def test_bench_times_the_filter_on_an_attribute_it_filters(tiny_model_dir, tmp_path):
+    from faceedit.bench.plan import make_plan
+    from faceedit.bench.report import edit_filter_line
+    from faceedit.bench.suite import measure_edit_filter
+    per = _with_filter(tiny_model_dir, tmp_path / "per", {"kind": "guided",
+                                                          "per_attribute": {"Young": {"radius": 2, "eps": 1e-3}}})
+    out = measure_edit_filter(Editor.load(per, backend="onnxruntime", precision="fp32"), make_plan("tiny"),
+                              log=lambda *a: None)
+    assert out["attribute"] == "Young" and out["filter"] == {"radius": 2, "eps": 1e-3}
+    for key in ("off_batch_1", "on_batch_1", "off_batch_2", "on_batch_2"):
+        assert out[key]["p50_ms"] > 0  # timings are never asserted, only that both ways were timed
+    assert "radius 2" in edit_filter_line({"edit_filter": out})
+    plain = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
+    assert "absent" in measure_edit_filter(plain, make_plan("tiny"), log=lambda *a: None)

@@ -74,7 +74,11 @@ class GuidedFilter:
 
     def filter(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """The filtered change at model size, [N,3,S,S] (the guide: x itself)."""
-        coef = self.coefficients(x, delta)
+        return self.at_model_size(self.coefficients(x, delta), x)
+
+    @staticmethod
+    def at_model_size(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Coefficients [12,N,S,S] applied with x [N,3,S,S] as the guide -> the change, [N,3,S,S]."""
         g = (np.asarray(x, np.float32).transpose(1, 0, 2, 3) + 1) * np.float32(0.5)
         out = [coef[3 * c] * g[0] + coef[3 * c + 1] * g[1] + coef[3 * c + 2] * g[2] + coef[9 + c] for c in range(3)]
         return np.ascontiguousarray(np.stack(out, axis=1), np.float32)
@@ -140,18 +144,31 @@ class EditFilter:
             return None
         return max(chosen, key=lambda f: (f.radius, f.eps))
 
-    def filter_rows(self, x: np.ndarray, delta: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """delta [N,3,S,S] with each row filtered by its own filter (x: the guides, mask: [N,A] user masks)."""
-        rows: dict = {}
+    def row_coefficients(self, x: np.ndarray, delta: np.ndarray, mask: np.ndarray) -> list:
+        """Per row of delta [N,3,S,S]: (its GuidedFilter, coefficients [12,S,S]) where the row's attributes
+        (mask [N,A]) are filtered, else None. Rows that share a filter are computed together."""
+        groups: dict = {}
         for i, m in enumerate(np.broadcast_to(mask, (len(delta), len(self.filters)))):
             f = self.for_row(m)
             if f is not None:
-                rows.setdefault(f, []).append(i)
-        if not rows:
+                groups.setdefault(f, []).append(i)
+        out = [None] * len(delta)
+        for f, idx in groups.items():
+            coef = f.coefficients(x[idx], delta[idx])
+            for j, i in enumerate(idx):
+                out[i] = (f, coef[:, j])
+        return out
+
+    def filter_rows(self, x: np.ndarray, delta: np.ndarray, mask: np.ndarray, coefs: list | None = None) -> np.ndarray:
+        """delta [N,3,S,S] with each row filtered by its own filter (x: the guides, mask: [N,A] user masks;
+        coefs: row_coefficients' answer, when already computed)."""
+        coefs = self.row_coefficients(x, delta, mask) if coefs is None else coefs
+        if not any(coefs):
             return delta
         out = np.array(delta, np.float32, copy=True)
-        for f, idx in rows.items():
-            out[idx] = f.filter(x[idx], delta[idx])
+        for i, fc in enumerate(coefs):
+            if fc is not None:
+                out[i] = GuidedFilter.at_model_size(fc[1][:, None], x[i:i + 1])[0]
         return out
 
 

@@ -214,27 +214,31 @@ class Editor:
         return np.concatenate([g.run({"z": z[i:i + MAX_BATCH], "attributes": attrs[i:i + MAX_BATCH]})[0]
                                for i in range(0, len(z), MAX_BATCH)])
 
-    def residual(self, x: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def residual(self, x: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, mask: np.ndarray,
+                 coefs: list | None = None) -> np.ndarray:
         """The residual edit at model size, [N,3,S,S]: x + the change (edited - reconstruction), the change
-        filtered by x where the manifest asks for it for the attributes set (mask [N,A]; engine.edit_filter)."""
+        filtered by x where the manifest asks for it for the attributes set (mask [N,A]; engine.edit_filter;
+        coefs: the filter's row_coefficients, when already computed)."""
         delta = edited - reconstruction
         if self._filter is not None:
-            delta = self._filter.filter_rows(x, delta, mask)
+            delta = self._filter.filter_rows(x, delta, mask, coefs)
         return np.clip(x + delta, -1.0, 1.0)
 
     def finish(self, crop: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, raw: bool,
-               mask: np.ndarray) -> np.ndarray:
+               mask: np.ndarray, coef=None) -> np.ndarray:
         """One crop's result at its own size: crop + upsample(edited - reconstruction), or the raw output.
         Where the edit filter applies to the attributes set (mask [A]), the change is rebuilt at the crop's size
-        with the crop itself as the guide."""
+        with the crop itself as the guide (coef: this row's (filter, coefficients), when already computed)."""
         h, w = crop.shape[:2]
         if raw:
             return tensors.resize(tensors.to_uint8(edited), w, h)
-        f = self._filter.for_row(mask) if self._filter is not None else None
-        if f is None:
+        if coef is None and self._filter is not None:
+            x = tensors.to_tensor([crop], self.size)
+            coef = self._filter.row_coefficients(x, (edited - reconstruction)[None], mask[None])[0]
+        if coef is None:
             return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
-        coef = f.coefficients(tensors.to_tensor([crop], self.size), (edited - reconstruction)[None])[:, 0]
-        return tensors.apply_delta(crop, f.apply(coef, crop) * np.float32(127.5))
+        f, c = coef
+        return tensors.apply_delta(crop, f.apply(c, crop) * np.float32(127.5))
 
     def edit_crops(self, crops: list[np.ndarray], target: np.ndarray, mask: np.ndarray, raw: bool = False) -> EditOutput:
         """The batch workhorse: crops (HxWx3 uint8), per-row target/mask [N,A] (or one row for all)."""
@@ -243,9 +247,12 @@ class Editor:
         target = np.ascontiguousarray(np.broadcast_to(target, (n, len(self.attribute_names))), np.float32)
         mask = np.ascontiguousarray(np.broadcast_to(mask, target.shape), np.float32)
         edited, recon, probs, mult = self.run_edit_with_strength(x, target, mask)
-        outs = [self.finish(c, edited[i], recon[i], raw, mask[i]) for i, c in enumerate(crops)]
+        # the filter's coefficients once per row, for the model-size residual and the crop-size result alike
+        coefs = (self._filter.row_coefficients(x, edited - recon, mask) if self._filter is not None and not raw
+                 else [None] * n)
+        outs = [self.finish(c, edited[i], recon[i], raw, mask[i], coefs[i]) for i, c in enumerate(crops)]
         # what the attribute head sees of the result: the model-size residual (or raw) image
-        small = edited if raw else self.residual(x, edited, recon, mask)
+        small = edited if raw else self.residual(x, edited, recon, mask, coefs)
         return EditOutput(outs, probs, small, mult, implied_changes(self._implied, target, mask, probs))
 
     # ---- public API on images ----------------------------------------------------------------------

@@ -188,3 +188,4 @@ def test_bench_times_the_filter_on_an_attribute_it_filters(tiny_model_dir, tmp_p
     assert "radius 2" in edit_filter_line({"edit_filter": out})
     plain = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
     assert "absent" in measure_edit_filter(plain, make_plan("tiny"), log=lambda *a: None)
+

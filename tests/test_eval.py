@@ -277,3 +277,25 @@ def test_export_reuses_another_model_directorys_judge_onnx(tiny_checkpoint, tiny
     r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "third"), "--judge", str(stray)])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "model directory" in r.output, r.output
     assert not (tmp_path / "third").exists()
+
+
+@pytest.mark.slow
+def test_eval_with_a_filter_measures_what_export_update_ships(tiny_model_dir, tiny_judge, synth_data, tmp_path):
+    import shutil
+    from tests.conftest import cli
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    base = ["eval", "--model", model, "--data", synth_data, "--split", "val", "--judge", tiny_judge,
+            "--intensities", "1", "--no-two-sample"]
+    tried = tmp_path / "tried.json"
+    r = cli(*base, "--edit-filter", "young=2,0.001", "--json", tried)
+    assert r.exit_code == 0, r.output
+    assert cli("export-update", "--model", model, "--edit-filter", "Young=2,0.001").exit_code == 0
+    shipped = tmp_path / "shipped.json"
+    assert cli(*base, "--json", shipped).exit_code == 0
+    a, b = json.loads(tried.read_text()), json.loads(shipped.read_text())
+    assert a["edit_filter"]["per_attribute"] == b["edit_filter"]["per_attribute"] == {"Young": {"radius": 2, "eps": 0.001}}
+    assert a["realism"]["artifact_ratio"] == b["realism"]["artifact_ratio"]
+    assert a["auto_strength"]["edit_success"] == b["auto_strength"]["edit_success"]
+    r = cli(*base, "--edit-filter", "Mustachio=2,0.001")
+    assert r.exit_code != 0 and "Mustachio" in r.output and "Traceback" not in r.output

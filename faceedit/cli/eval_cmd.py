@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer):
                  figure: Optional[Path] = typer.Option(None, "--figure", help="Write a PNG of the median and worst edit per attribute (by artifact ratio)."),
                  limit: int = typer.Option(0, "--limit", help="Evaluate only the first N faces of the split."),
                  edit_gain: Optional[float] = typer.Option(None, "--edit-gain", help="Decoder gain for set values, every attribute (default: the model directory's gains, 1 for a checkpoint)."),
-                 edit_filter: str = typer.Option("model", "--edit-filter", help="The guided filter on the edit's change: model (the model directory's setting), off, or RADIUS,EPS for every attribute."),
+                 edit_filter: List[str] = typer.Option([], "--edit-filter", help="The guided filter on the edit's change instead of the model directory's: RADIUS,EPS for every attribute, NAME=RADIUS,EPS for one (repeat), or off."),
                  intensities: str = typer.Option("1,2", "--intensities", help="Edit values to score, comma-separated (1 is the headline; must include it)."),
                  two_sample: bool = typer.Option(True, "--two-sample/--no-two-sample", help="Run the two-sample test (a small CNN per attribute; needs torch)."),
                  folds: int = typer.Option(3, "--folds", help="Two-sample test: folds, split by identity."),
@@ -53,13 +53,13 @@ def register(app: typer.Typer):
         under_test = open_model(model)
         if edit_gain is not None:
             under_test = under_test.with_gain(edit_gain)
-        if edit_filter != "model":
-            from faceedit.engine.edit_filter import GuidedFilter
-            try:
-                f = GuidedFilter.parse(edit_filter)
+        if edit_filter:
+            from faceedit.engine.edit_filter import EditFilter
+            try:  # the parser export-update writes manifests with, so an eval measures what it would ship
+                f = EditFilter.from_specs(edit_filter, under_test.attributes)
             except ValueError as e:
                 raise UserError(f"--edit-filter: {e}") from None
-            under_test = under_test.with_filter({"kind": "guided", **f.to_dict()} if f else None)
+            under_test = under_test.with_filter(f.to_manifest(under_test.attributes) if f else None)
         choice = judge or directory_judge(model, under_test.manifest, CHOICE)
         reporting = reporting_judge or directory_judge(model, under_test.manifest, REPORTING)
         if split == "test":
@@ -91,7 +91,7 @@ def register(app: typer.Typer):
             res["command"] = (f"faceedit eval --model {model} --data {data} --split {split} --judge {choice} "
                               f"--reporting-judge {reporting} --intensities {intensities}"
                               + ("" if two_sample else " --no-two-sample") + (f" --limit {limit}" if limit else "")
-                              + (f" --edit-filter {edit_filter}" if edit_filter != "model" else ""))
+                              + "".join(f" --edit-filter {s}" for s in edit_filter))
             if Path(model).is_file():  # lets `export --edit-gains-from` check it gets the checkpoint measured
                 res["checkpoint_sha256"] = sha256_file(model)
             else:  # and `export-update` that it gets the model directory measured

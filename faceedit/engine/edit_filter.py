@@ -27,10 +27,8 @@ class GuidedFilter:
             raise ValueError(f"a guided filter needs radius >= 1 and eps > 0 (got {self.radius}, {self.eps})")
 
     @classmethod
-    def parse(cls, spec: str) -> "GuidedFilter | None":
-        """A command line's "RADIUS,EPS" (e.g. "2,0.001") or "off" -> a GuidedFilter or None."""
-        if spec.strip().lower() in ("off", "none"):
-            return None
+    def parse(cls, spec: str) -> "GuidedFilter":
+        """A command line's "RADIUS,EPS" (e.g. "2,0.001")."""
         try:
             r, e = spec.split(",")
             return cls(int(r), float(e))

@@ -232,13 +232,12 @@ class Editor:
         h, w = crop.shape[:2]
         if raw:
             return tensors.resize(tensors.to_uint8(edited), w, h)
-        if coef is None and self._filter is not None:
-            x = tensors.to_tensor([crop], self.size)
-            coef = self._filter.row_coefficients(x, (edited - reconstruction)[None], mask[None])[0]
-        if coef is None:
+        f = self._filter.for_row(mask) if self._filter is not None else None
+        if f is None:  # the row's attributes are not filtered: no guide to prepare
             return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
-        f, c = coef
-        return tensors.apply_delta(crop, f.apply(c, crop) * np.float32(127.5))
+        if coef is None:
+            coef = (f, f.coefficients(tensors.to_tensor([crop], self.size), (edited - reconstruction)[None])[:, 0])
+        return tensors.apply_delta(crop, coef[0].apply(coef[1], crop) * np.float32(127.5))
 
     def edit_crops(self, crops: list[np.ndarray], target: np.ndarray, mask: np.ndarray, raw: bool = False) -> EditOutput:
         """The batch workhorse: crops (HxWx3 uint8), per-row target/mask [N,A] (or one row for all)."""

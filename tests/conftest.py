@@ -23,7 +23,7 @@ def synth_data(tmp_path_factory):
 
 def tiny_config(data, out, **kw):
     from faceedit.train.config import TrainConfig
-    base = dict(data=str(data), out=str(out), steps=4, batch_size=8, width=8, dec_width=32, z_channels=4,
+    base = dict(data=[str(d) for d in data] if isinstance(data, list) else str(data), out=str(out), steps=4, batch_size=8, width=8, dec_width=32, z_channels=4,
                 ckpt_every=2, eval_every=4, max_val=16, threads=2)
     base.update(kw)
     return TrainConfig(**base)

@@ -53,9 +53,11 @@ def check(data: Path = typer.Argument(..., help="Folder in CelebA's layout, e.g.
         if a in ds.all_attributes:
             table.add_row(a, f"{ds.labels[:, ds.all_attributes.index(a)].mean():.1%}")
     console.print(table)
-    empty = [k for k, v in counts.items() if v == 0]
-    if empty:
-        problems.append(f"empty split(s): {', '.join(empty)}")
+    if counts["train"] == 0:
+        problems.append("no training images (partition 0)")
+    empty = [k for k, v in counts.items() if v == 0 and k != "train"]
+    if empty:  # a train-only folder is valid beside another (faceedit train --data A --data B)
+        console.print(f"note: no {' or '.join(empty)} images: usable as an extra training folder after one that has them")
     if problems:
         for p in problems[:20]:
             console.print(f"[red]problem:[/] {p}")

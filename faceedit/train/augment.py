@@ -62,3 +62,39 @@ def soften(x: torch.Tensor, max_sigma: float) -> torch.Tensor:
     h = F.conv2d(F.pad(h, (r, r, 0, 0), mode="reflect"), k, groups=b * c)
     h = F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=b * c)
     return (h.reshape(x.shape) + 0.02 * torch.randn(x.shape, device=x.device)).clamp(-1, 1)
+
+
+def draw_translate_cutout(b: int, size: int, translate: float = 0.125, cutout: float = 0.5) -> dict:
+    """Random parameters of `translate_cutout` for b images of size x size (CPU RNG, so every device draws
+    the same). Drawn apart from the images so one draw can move a real face and its reconstruction alike."""
+    shift = torch.randint(-int(size * translate), int(size * translate) + 1, (b, 2))
+    side = int(size * cutout)
+    corner = torch.randint(0, size + 1 - side, (b, 2)) if side else torch.zeros(b, 2, dtype=torch.long)
+    return {"shift": shift, "corner": corner, "side": side}
+
+
+def translate_cutout(x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
+    """DiffAugment's translation and cutout (Zhao et al. 2020), differentiable: each image moves by whole
+    pixels (the uncovered border is 0) and loses one square. Applied to everything the discriminator judges,
+    real and generated alike, it stops D from memorising a small training set without leaking into what G
+    draws. No colour transforms: colour is what hair and skin edits change."""
+    b, _, h, w = x.shape
+    p = params or draw_translate_cutout(b, h)
+    dy, dx = p["shift"][:, 0], p["shift"][:, 1]
+    # whole-pixel shifts by index gathering: exact, and the gradient flows to the pixels kept
+    rows = (torch.arange(h)[None, :] - dy[:, None])                       # (b, h): source row of each row
+    cols = (torch.arange(w)[None, :] - dx[:, None])
+    keep = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]   # (b, h, w)
+    rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    s = p["side"]
+    if s:
+        cy, cx = p["corner"][:, 0], p["corner"][:, 1]
+        ar_h, ar_w = torch.arange(h)[None, :], torch.arange(w)[None, :]
+        in_y = (ar_h >= cy[:, None]) & (ar_h < cy[:, None] + s)
+        in_x = (ar_w >= cx[:, None]) & (ar_w < cx[:, None] + s)
+        keep = keep & ~(in_y[:, :, None] & in_x[:, None, :])
+    dev = x.device
+    batch = torch.arange(b)[:, None, None]
+    out = x[batch.to(dev), :, rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]]  # (b, h, w, c)
+    out = out.permute(0, 3, 1, 2) * keep.to(dev, x.dtype)[:, None]
+    return out.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,10 @@ slim ones of `faceedit train bundle slim` carry the generator side only and load
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -98,6 +101,25 @@ def save(trainer, name: str, metrics: dict | None = None):
     if metrics:
         state["metrics"] = metrics
     atomic_save(state, trainer.out / name)
+
+
+def write_run_record(trainer):
+    """OUT/run.json: what the run is (its config and data folders) and how far it got (steps, and the wall time of
+    each session that trained it), so a run carried across sessions and machines can be told apart and timed."""
+    if trainer.rank != 0:
+        return
+    path = trainer.out / "run.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(trainer.t_start))
+    session = {"started": started, "start_step": trainer.start_step, "step": trainer.step,
+               "seconds": round(time.time() - trainer.t_start), "cpus": os.cpu_count(),
+               "device": str(trainer.device), "world": trainer.world}
+    sessions = [s for s in record.get("sessions", []) if s.get("started") != started] + [session]
+    record = {"format": "faceedit-run-1", "config": asdict(trainer.cfg), "data": trainer.data_record,
+              "step": trainer.step, "wall_seconds": sum(s["seconds"] for s in sessions), "sessions": sessions,
+              "torch": torch.__version__}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def resume(trainer, path: Path):

@@ -31,8 +31,9 @@ def knob(default, help: str, panel: str):
 @dataclass
 class TrainConfig:
     # data and run
-    data: str = knob("", "CelebA-layout folder (list_attr_celeba.txt, list_eval_partition.txt, img_align_celeba/) "
-                         "or a `faceedit train bundle pack-data` folder. Required.", RUN)
+    data: list[str] = knob([], "CelebA-layout folder (list_attr_celeba.txt, list_eval_partition.txt, img_align_celeba/) "
+                               "or a `faceedit train bundle pack-data` folder; repeat for more training faces (every "
+                               "folder's train split trains, the first folder's val split validates). Required.", RUN)
     out: str = knob("runs/default", "Run folder: last.pt, best.pt, step_N.pt, log.csv, samples/.", RUN)
     attributes: list[str] = knob(list(DEFAULT_ATTRIBUTES), "Attributes to learn (repeat the option or separate "
                                  "with commas); default: the 14 standard ones.", RUN)
@@ -73,6 +74,9 @@ class TrainConfig:
                                    "users get, as a fake with its target attributes.", LOSS)
     r1_gamma: float = knob(0.0, "R1 penalty gamma/2 * |grad D(real)|^2 (lazy, every --r1-every steps); 0: off.", LOSS)
     r1_every: int = knob(4, "Steps between R1 penalties (scaled up to the same average pull).", LOSS)
+    diff_augment: bool = knob(False, "Everything D's real/fake verdict sees (real faces, reconstructions, edits) is "
+                                     "randomly translated and cut out (DiffAugment), so D cannot memorise the "
+                                     "training faces; D's classifier learns from unaugmented real faces.", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
@@ -102,13 +106,19 @@ class TrainConfig:
     eval_every: int = knob(0, "Steps between validations (each writes step_N.pt, a sample grid, and best.pt when "
                               "it is the best so far); 0: once per epoch.", VALIDATION)
     ckpt_every: int = knob(200, "Steps between writes of last.pt (also written at the end).", VALIDATION)
+    ckpt_minutes: float = knob(10.0, "Minutes of wall time between writes of last.pt, whatever the step count "
+                                     "(0: steps only).", VALIDATION)
     time_limit: float = knob(0.0, "Seconds after which the run stops, validated and checkpointed (0: no limit).",
                              VALIDATION)
     # hardware
-    bf16: bool = knob(True, "bfloat16 autocast (fast on CPUs with AMX/AVX512-bf16, and on GPUs); --no-bf16: "
-                            "fp32.", HARDWARE)
+    bf16: bool = knob(True, "bfloat16 autocast where the hardware has it (GPUs, CPUs with AMX/AVX512-BF16; "
+                            "elsewhere fp32, said in the log); --no-bf16: fp32 everywhere.", HARDWARE)
     device: str = knob("auto", "auto (a CUDA GPU when there is one), cpu or cuda.", HARDWARE)
     threads: int = knob(0, "torch CPU threads (0: torch's default).", HARDWARE)
+
+    def __post_init__(self):
+        if isinstance(self.data, str):  # one folder, as older checkpoints and callers give it
+            self.data = [self.data] if self.data else []
 
     def model_config(self):
         from faceedit.train.model import ModelConfig
@@ -118,7 +128,7 @@ class TrainConfig:
     def check(self):
         """What the command line can get wrong before any data is read (the Trainer checks the rest)."""
         if not self.data:
-            raise ValueError("--data is required: a CelebA-layout folder")
+            raise ValueError("--data is required: a CelebA-layout folder (repeat it for more training faces)")
         if self.image_size not in (64, 128):
             raise ValueError(f"--image-size must be 64 or 128, got {self.image_size}")
         if self.upsample not in UPSAMPLE_MODES:

@@ -192,3 +192,42 @@ class ImageCache:
         self.images = np.load(self.path, mmap_mode="r")
         if self.images.shape != shape:
             raise DataError(f"cache {self.path} has shape {self.images.shape}, expected {shape}; delete it")
+
+
+@dataclass
+class TrainingFaces:
+    """The faces a run learns from: the train splits of one or more CelebA-layout folders, and the first
+    folder's validation split (so figures stay comparable when train-only folders are added)."""
+    attributes: list[str]
+    images: np.ndarray          # (N, S, S, 3) uint8: a memmap for one folder, in memory for several
+    labels: np.ndarray          # (N, A) float32 in {0, 1}
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    folders: list[dict]         # per folder: path, faces, train faces (what a run records)
+
+
+def load_training_faces(folders, attributes, size: int, cache_dir=None) -> TrainingFaces:
+    """Read and crop every folder (each through its own ImageCache). Folders after the first may be train-only:
+    their validation and test faces, if any, are not used."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    if not folders:
+        raise DataError("no data folder given")
+    chosen, images, labels, train, val, record, offset = None, [], [], [], None, [], 0
+    for k, folder in enumerate(folders):
+        ds = load_celeba(folder)
+        try:
+            names, lab = ds.select(attributes)
+        except ValueError as e:  # an attribute this folder's labels lack: say which folder
+            raise DataError(f"{folder}: {e}") from None
+        if chosen is not None and names != chosen:
+            raise DataError(f"{folder}: its labels name other attributes than {folders[0]}'s")
+        chosen = names
+        images.append(ImageCache(ds, size, cache_dir).images)
+        labels.append(lab.astype(np.float32))
+        train.append(ds.split_indices("train") + offset)
+        if k == 0:
+            val = ds.split_indices("val")
+        record.append({"path": str(folder), "faces": len(ds.names), "train": int(len(train[-1]))})
+        offset += len(ds.names)
+    return TrainingFaces(chosen, images[0] if len(images) == 1 else np.concatenate(images),
+                         np.concatenate(labels), np.concatenate(train), val, record)

@@ -40,10 +40,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from faceedit.train import checkpoint
-from faceedit.train.augment import augment, jitter, soften, to_tensor
+from faceedit.train.augment import augment, draw_translate_cutout, jitter, soften, to_tensor, translate_cutout
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
-from faceedit.train.data import CelebA, ImageCache, load_celeba
+from faceedit.train.data import load_training_faces
 from faceedit.train.model import CVAEGAN
 
 
@@ -98,17 +98,20 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.bf16 = cfg.bf16 and native_bf16(self.device)
+        if cfg.bf16 and not self.bf16:
+            log("bf16: this CPU has no native bfloat16 (no AVX512-BF16 or AMX; emulated it is ~18x slower than "
+                "fp32 here): training in fp32")
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed + self.rank)
 
-        ds: CelebA = load_celeba(cfg.data)
-        self.attributes, labels = ds.select(cfg.attributes)
+        faces = load_training_faces(cfg.data, cfg.attributes, cfg.image_size, cfg.cache_dir or None)
+        self.attributes = faces.attributes
         cfg.attributes = list(self.attributes)
-        self.images = ImageCache(ds, cfg.image_size, cfg.cache_dir or None).images
-        self.labels = labels.astype(np.float32)
-        self.train_idx = ds.split_indices("train")
-        self.val_idx = ds.split_indices("val")[: cfg.max_val]
+        self.images, self.labels, self.data_record = faces.images, faces.labels, faces.folders
+        self.train_idx = faces.train_idx
+        self.val_idx = faces.val_idx[: cfg.max_val]
         if len(self.train_idx) < cfg.batch_size * self.world:
             raise ValueError(f"only {len(self.train_idx)} training images for a batch of {cfg.batch_size} x {self.world}")
 
@@ -209,7 +212,7 @@ class Trainer:
     # ---- one step ---------------------------------------------------------------------------------
     def train_step(self, x, y) -> dict:
         cfg, m = self.cfg, self.model
-        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
         for group in self.opt_g.param_groups + self.opt_d.param_groups:
             group["lr"] = lr
@@ -219,21 +222,27 @@ class Trainer:
         n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
         with autocast:
             mu, logvar, attr_logits, x_rec, x_edit = self.gen_ddp(x, y, y_edit, x_cls)
-        # discriminator
+        seen_by_d = translate_cutout if cfg.diff_augment else (lambda t, params=None: t)
+        b = len(x)
+        # discriminator: one pass over every image it judges (D has no batch statistics, so this is the same
+        # maths as one pass per kind, in bigger, faster convolutions)
         with autocast:
-            d_real, c_real, f_real = self.disc_ddp(x, y)
-            if cfg.cls_aug:
-                c_real = self.disc_ddp(x_cls)[1]
-            d_rec, _, _ = self.disc_ddp(x_rec.detach(), y)
             fakes = x_edit.detach()
             if cfg.d_residual:  # the edit as users get it, judged as a fake with its target attributes too
                 fakes = torch.cat([fakes, (x + x_edit.detach() - x_rec.detach()).clamp(-1, 1)])
-            d_edit, _, _ = self.disc_ddp(fakes, torch.cat([y_edit] * (len(fakes) // len(x))))
+            # D's classifier learns from unaugmented (or --cls-aug's) real faces: a cutout may hide glasses
+            own_cls = cfg.cls_aug or cfg.diff_augment
+            rows = [seen_by_d(x), seen_by_d(x_rec.detach()), seen_by_d(fakes)] + ([x_cls] if own_cls else [])
+            attrs = [y, y, torch.cat([y_edit] * (len(fakes) // b))] + ([y] if own_cls else [])
+            adv, cls, _ = self.disc_ddp(torch.cat(rows), torch.cat(attrs))
+            d_real, d_rec, d_edit = adv[:b], adv[b:2 * b], adv[2 * b:2 * b + len(fakes)]
+            c_real = cls[-b:] if own_cls else cls[:b]
             loss_d = (F.softplus(-d_real).mean() + 0.5 * (F.softplus(d_rec).mean() + F.softplus(d_edit).mean())
                       + cfg.w_d_cls * bce(c_real[:n], y_cls[:n]))
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            # lazy R1 (StyleGAN2): scaled by r1_every so the average pull is gamma/2 * |grad|^2 per step
-            x_r = x.detach().float().requires_grad_(True)
+            # lazy R1 (StyleGAN2): scaled by r1_every so the average pull is gamma/2 * |grad|^2 per step; on
+            # the real faces as D sees them
+            x_r = seen_by_d(x.detach()).float().requires_grad_(True)
             grad, = torch.autograd.grad(self.disc_ddp(x_r, y)[0].sum(), x_r, create_graph=True)
             loss_d = loss_d + 0.5 * cfg.r1_gamma * cfg.r1_every * grad.pow(2).flatten(1).sum(1).mean()
         self.opt_d.zero_grad(set_to_none=True)
@@ -243,17 +252,22 @@ class Trainer:
         for p in m.discriminator.parameters():
             p.requires_grad_(False)
         with autocast:
-            d_rec, _, f_rec = m.discriminator(x_rec, y)
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
             edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
             targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
-            d_edit, _, _ = m.discriminator(edits if cfg.d_residual else x_edit, targets if cfg.d_residual else y_edit)
-            seen = lambda e: soften(jitter(e), cfg.critic_soften).contiguous(memory_format=torch.channels_last)  # noqa: E731
-            critics = [m.discriminator(seen(edits))[1], self.teacher(seen(edits))]
+            judged, judged_y = (edits, targets) if cfg.d_residual else (x_edit, y_edit)
+            # what the edit critics see: moved, rescaled, mirrored and softened, one draw for all of them
+            critic_view = soften(jitter(edits), cfg.critic_soften).contiguous(memory_format=torch.channels_last)
+            # a real face and its reconstruction get the same augmentation: their D features are compared
+            pair = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
+            adv, cls, feats = m.discriminator(torch.cat([seen_by_d(x_rec, pair), seen_by_d(judged), critic_view]),
+                                              torch.cat([y, judged_y, targets]))
+            d_rec, f_rec, d_edit = adv[:b], feats[:b], adv[b:b + len(judged)]
+            critics = [cls[b + len(judged):], self.teacher(critic_view)]
             if self.guide is not None:
-                critics.append(self.guide(seen(edits)))
+                critics.append(self.guide(critic_view))
             with torch.no_grad():
-                f_real = m.discriminator.features(x)
+                f_real = m.discriminator.features(seen_by_d(x, pair))
             beta = cfg.w_kl * min(1.0, self.step / max(cfg.kl_warmup, 1))
             parts = {
                 "pixel": (x_rec.float() - x).abs().mean(),
@@ -348,7 +362,7 @@ class Trainer:
         eval_every = cfg.eval_every or self.steps_per_epoch
         writer = None
         t0, seen = time.time(), 0
-        self.t_start = t0
+        self.t_start = last_save = t0
         while self.step < self.total_steps:
             out_of_time = bool(cfg.time_limit) and self.progress() >= 1
             x, y = self.batch(self.step)
@@ -380,8 +394,11 @@ class Trainer:
                         atomic_save(checkpoint.ema_checkpoint(self), self.out / f"step_{self.step:07d}_ema.pt")
                 writer.writerow(row)
                 fh.flush()
-                if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps or out_of_time:
+                due = cfg.ckpt_minutes and time.time() - last_save >= 60 * cfg.ckpt_minutes
+                if self.step % cfg.ckpt_every == 0 or due or self.step == self.total_steps or out_of_time:
                     checkpoint.save(self, "last.pt")
+                    checkpoint.write_run_record(self)
+                    last_save = time.time()
             if out_of_time:
                 self.log(f"time limit of {cfg.time_limit:g} s reached at step {self.step}")
                 break
@@ -395,6 +412,15 @@ def validation_score(val: dict) -> float:
     a proxy) + PSNR/100."""
     edit = val["edit_success_judge"] if "edit_success_judge" in val else val["edit_success_d"]
     return val["attr_acc"] + edit + val["psnr"] / 100
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 autocast pays on this device: GPUs, and CPUs with AVX512-BF16 or AMX. On an AVX2 CPU
+    torch emulates it, and a training step took 18x as long as in fp32 (2-core AMD EPYC, 2026-12-06)."""
+    if device.type != "cpu":
+        return True
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:

@@ -13,6 +13,21 @@ DETECTOR_MODEL_HELP = "YuNet face detector .onnx (OpenCV zoo), for --detector yu
 MAX_PIXELS_HELP = "Refuse images over this many megapixels (decompression bombs)."
 
 
+def name_numbers(items: list[str], flag: str) -> dict[str, float]:
+    """NAME=NUMBER options (repeated, or comma-separated in one) -> {NAME: NUMBER}; a bad item is one line."""
+    from faceedit.cli.errors import UserError
+    out = {}
+    for item in (part.strip() for text in items for part in text.split(",") if part.strip()):
+        name, sep, number = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(number)
+        except ValueError:
+            raise UserError(f"{flag} takes NAME=NUMBER (e.g. Blond_Hair=1.5), got '{item}'") from None
+    return out
+
+
 def load_editor(model, backend, precision, auto_strength=True, implied=True, edit_filter=True):
     from faceedit.engine import Editor
     editor = Editor.load(model, backend=backend, precision=precision, auto_strength=auto_strength, implied=implied,

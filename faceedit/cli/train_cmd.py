@@ -1,5 +1,6 @@
 """`faceedit train` (the CVAE-GAN; every TrainConfig field is an option) with its subcommands judge, guide,
-from-model and bundle. They need the [train] extra: torch. (`faceedit eval` is in eval_cmd.py.)"""
+from-model, bundle and recipe (train_recipe.py). They need the [train] extra: torch. (`faceedit eval` is in
+eval_cmd.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.train_recipe import register as register_recipe
 from faceedit.train.config import TrainConfig, config_options
 
 
@@ -34,12 +36,12 @@ train_app.add_typer(bundle_app, name="bundle")
 
 
 @train_app.callback(invoke_without_command=True,
-                    short_help="Train the CVAE-GAN (every TrainConfig field is an option); judge, guide, from-model, bundle.")
+                    short_help="Train the CVAE-GAN (every TrainConfig field is an option); judge, guide, from-model, bundle, recipe.")
 @friendly
 @config_options
 def train(ctx: typer.Context, cfg: TrainConfig, resume: bool):
     """Train the CVAE-GAN with the options below (each a field of faceedit/train/config.py), or run one of the
-    commands listed at the end: judge, guide, from-model, bundle.
+    commands listed at the end: judge, guide, from-model, bundle, recipe.
 
     Example: faceedit train --data ../shared/celeba --out runs/celeba64 --steps 4000 --eval-every 400
 
@@ -167,6 +169,9 @@ def slim_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="A traini
     from faceedit.train.bundle import slim_checkpoint
     slim_checkpoint(checkpoint, out, generator_only)
     typer.echo(f"wrote {out}")
+
+
+register_recipe(train_app)
 
 
 def register(app: typer.Typer):

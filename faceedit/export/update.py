@@ -14,6 +14,10 @@ from faceedit.core.implied import MIN_SHARE, derive_rules, rule_table
 from faceedit.core.strength import top_multipliers
 
 
+AUTO_MEANING = ("an edit the model's own attribute head does not read as asked is rendered again with the "
+                "attribute's gain x 1.5, 2, ... up to top_multiplier (faceedit.core.strength); others stay fixed")
+
+
 class UpdateError(ExportError):
     """A request that would make the manifest describe something that was not measured."""
 
@@ -63,7 +67,7 @@ def implied_rules(data, names, attributes) -> tuple[dict, int]:
 
 def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
                  implied_for=None, implied_data=None, implied_note: str = "", edit_filter: list | None = None,
-                 edit_filter_note: str = "") -> dict:
+                 edit_filter_note: str = "", auto_strength_tops: dict | None = None) -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
@@ -71,7 +75,8 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     implied rules from implied_data's train labels ([] removes them); applied first, so a sweep or an eval
     given with it must have measured the new rules. edit_filter: ["RADIUS,EPS"], ["NAME=RADIUS,EPS", ...] or
     ["off"], the guided filter on the edit's change (faceedit.engine.edit_filter), also applied before an eval
-    given with it is checked."""
+    given with it is checked. auto_strength_tops: {attribute: top} set as they are (chosen elsewhere, e.g. a
+    recipe that pins a shipped model's tops), instead of auto_strength_from."""
     from faceedit.eval.report import best_tops
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
@@ -105,6 +110,23 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
                                                   "whose guide is the input crop before it is added, where every "
                                                   "attribute the user set has one (faceedit.engine.edit_filter)"}
             log("edit filter: " + ", ".join(f"{n} r{g.radius} eps {g.eps:g}" for n, g in zip(names, f.filters) if g))
+    if auto_strength_tops is not None:
+        if auto_strength_from is not None:
+            raise UpdateError("--auto-strength and --auto-strength-from: give one of them")
+        unknown = sorted(set(auto_strength_tops) - set(names))
+        if unknown:
+            raise UpdateError(f"--auto-strength: {', '.join(unknown)} not among this model's attributes ({', '.join(names)})")
+        strength = dict(manifest.get("edit_strength") or {})
+        strength["auto"] = {
+            "top_multiplier": {a: float(auto_strength_tops[a]) for a in names if float(auto_strength_tops.get(a, 1.0)) > 1.0},
+            "chosen": note or "set as given (export-update --auto-strength)", "meaning": AUTO_MEANING}
+        try:
+            top_multipliers(strength, names)  # the engine's own check
+        except ValueError as e:
+            raise UpdateError(f"--auto-strength: {e}") from None
+        manifest["edit_strength"] = strength
+        log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())
+                                 or "off for every attribute"))
     if auto_strength_from is not None:
         sweep = _read(auto_strength_from, "--auto-strength-from")
         if sweep.get("split") == "test":
@@ -119,8 +141,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
             "top_multiplier": {a: float(tops[a]) for a in names if tops.get(a, 1.0) > 1.0},
             "chosen": note or f"per attribute: the top with the best net effect (edit success - 13 x disturbance) "
                               f"in {Path(auto_strength_from).name} ({sweep.get('split')}, {sweep.get('faces')} faces)",
-            "meaning": "an edit the model's own attribute head does not read as asked is rendered again with the "
-                       "attribute's gain x 1.5, 2, ... up to top_multiplier (faceedit.core.strength); others stay fixed"}
+            "meaning": AUTO_MEANING}
         top_multipliers(strength, names)  # the engine's own check
         manifest["edit_strength"] = strength
         log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())

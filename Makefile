@@ -17,9 +17,13 @@ setup: $(BIN)/faceedit
 
 # Everything the tests need. torch is pinned first: on this kind of machine that pin installs the local
 # CPU wheel, while any other spec would download a multi-GB CUDA build.
+# nvidia-pytriton carries the Triton server tests/test_triton_server.py starts; without its dependencies, which
+# would pin numpy<2 (see pyproject's triton extra). Its wheel needs glibc 2.35+: where it cannot install,
+# that test says so and skips.
 $(VENV)/.dev: $(BIN)/faceedit
 	$(PIP) 'torch==2.13.0'
 	$(PIP) -e '.[train,openvino,dev]'
+	$(PIP) --no-deps 'nvidia-pytriton==0.7.0' || echo "nvidia-pytriton did not install (Linux, glibc 2.35+): the Triton server test will skip"
 	touch $@
 
 setup-dev: $(VENV)/.dev

@@ -1,5 +1,5 @@
-"""The Triton path's client half, without a Triton server (none can run on this machine: no tritonserver, no
-Docker daemon; scripts/triton_check.py runs the real server where one can, and says so plainly here).
+"""The Triton path's client half, against a stand-in (tests/test_triton_server.py runs the real server from the
+nvidia-pytriton wheel; this file needs neither the wheel nor a server, and runs where the wheel cannot).
 
 RepositoryStandIn is NOT Triton. It reads the repository `faceedit export --triton` writes with Triton's own
 config schema (tritonclient's model_config_pb2), refuses any request whose tensor names, datatypes, batch size
@@ -7,13 +7,11 @@ or dims differ from the config.pbtxt, runs each model's model.onnx with ONNX Run
 config's step wiring, and answers with a real ModelInferResponse decoded by tritonclient's InferResult. So
 these tests prove: the requests the client builds are what the repository declares, the ensemble's wiring
 computes encoder -> decoder, the engine's Editor on the remote backend reproduces the engine's pixels, and the
-parity check fails when the served result differs. What they cannot prove (Triton's own onnxruntime build,
-its dynamic batcher, the gRPC server) is what scripts/triton_check.py checks on a machine that runs it."""
+parity check fails when the served result differs. Triton's own server, its dynamic batcher and the python
+backend are tests/test_triton_server.py's; Triton's onnxruntime backend (NVIDIA's containers) is tested by
+neither (`faceedit triton check --url` checks such a server where one runs)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +111,8 @@ def engine():
 
 
 def crops():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import triton_check
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return triton_check.astronaut_crops()
+    from faceedit.serve.triton_server import astronaut_crops
+    return astronaut_crops()
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -178,15 +172,18 @@ def test_requests_carry_the_repository_names_types_and_batch(stand_in):
         stand_in.infer("attributes", infer_inputs({"image": x.astype(np.float16)}))
 
 
-def test_the_script_says_plainly_when_no_server_can_run(tmp_path):
-    empty = tmp_path / "bin"
-    empty.mkdir()  # a PATH with neither tritonserver nor docker on it
-    env = dict(os.environ, PATH=str(empty), PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "triton_check.py")], env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
-    assert r.stdout.strip().splitlines() == [
-        "no Triton server can run here: no tritonserver on PATH and no Docker daemon answers"]
+def test_the_check_says_plainly_when_no_server_can_run(monkeypatch):
+    from typer.testing import CliRunner
+    from faceedit.cli.main import app
+    from faceedit.serve import triton_server
+
+    def unavailable():
+        raise triton_server.ServerUnavailable("nvidia-pytriton is not installed (Triton's server comes in it)")
+    monkeypatch.setattr(triton_server, "wheel_layout", unavailable)
+    r = CliRunner().invoke(app, ["triton", "check"])
+    assert r.exit_code == 3, r.output
+    assert r.output.strip().splitlines() == [
+        "error: no Triton server can run here: nvidia-pytriton is not installed (Triton's server comes in it)"]
 
 
 def test_a_whole_photo_edit_keeps_detection_alignment_and_paste_back_on_the_client(stand_in, engine):

@@ -36,6 +36,7 @@ def register(app: typer.Typer):
               timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001, help="Answer 504 when the model has not answered a request by then."),
               cors: List[str] = typer.Option([], "--cors", help="Allow browser calls from this origin (repeatable). No CORS by default."),
               detector_model: Optional[str] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx instead of Haar cascades."),
+              triton: Optional[str] = typer.Option(None, "--triton", help="Run the model on the Triton server at this gRPC address (HOST:PORT; `faceedit triton serve`, or NVIDIA's container on a `faceedit export --triton` repository). Detection, alignment, paste-back, the API and the page stay here."),
               log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug."),
               ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve instead of uvicorn (pip install 'faceedit[ray]'): replicas, autoscaling, health checks."),
               replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="Ray: a fixed number of replicas (each one Editor). Default 1."),
@@ -54,6 +55,18 @@ def register(app: typer.Typer):
             raise UserError(f"faceedit serve needs the serve extra ({e.name} is missing): pip install 'faceedit[serve]'") from None
         from faceedit.serve.limits import Limits
         from faceedit.serve.service import ServiceConfig
+        if triton:  # the engine's Triton backend, by name; it reads the address from the environment
+            if ray:
+                raise UserError("--triton and --ray do not combine yet: run `faceedit serve --triton` per machine")
+            if backend not in ("auto", "triton"):
+                raise UserError(f"--triton runs the model on Triton: drop --backend {backend}")
+            import os
+            from faceedit.serve.triton import URL_ENV, server_ready
+            why = server_ready(triton)
+            if why:
+                raise UserError(f"no Triton server answers at {triton} ({why}): start one with `faceedit triton serve`")
+            os.environ[URL_ENV] = triton
+            backend = "triton"
         if not _is_loopback(host):
             typer.secho(f"warning: binding {host}, not loopback: anyone who can reach this machine can use the service",
                         fg="yellow", err=True)

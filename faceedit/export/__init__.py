@@ -11,10 +11,18 @@ import json
 import os
 from pathlib import Path
 
-from faceedit.export.onnx_graphs import ExportError, export_judge  # noqa: F401  (public API)
-from faceedit.export.variants import DEFAULT_BUDGET
-
 __all__ = ["export_model", "export_judge", "ExportError", "DEFAULT_BUDGET", "write_triton"]
+# imported on first use (PEP 562): onnx_graphs needs torch, and the Triton repository writer
+# (faceedit.export.triton, under this package) runs on the torch-free runtime install
+_LAZY = {"ExportError": "faceedit.export.onnx_graphs", "export_judge": "faceedit.export.onnx_graphs",
+         "DEFAULT_BUDGET": "faceedit.export.variants"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 
@@ -49,6 +57,7 @@ def attribute_table(attributes: list[str], data_dir: Path | None) -> tuple[list[
 
 def load_eval_json(path) -> dict:
     """An eval JSON file as a dict; ExportError with a one-line message when it cannot be read."""
+    from faceedit.export.onnx_graphs import ExportError
     p = Path(path)
     try:
         obj = json.loads(p.read_text())
@@ -63,6 +72,7 @@ def load_eval_json(path) -> dict:
 
 def _read_eval(path) -> dict:
     """The manifest's "eval" entry: the summary of a `faceedit eval` JSON (or a summary given directly)."""
+    from faceedit.export.onnx_graphs import ExportError
     p = Path(path)
     obj = load_eval_json(p)
     if "edit_success" in obj:  # a full `faceedit eval` result: keep its summary
@@ -101,6 +111,8 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     import torch
 
     from faceedit.export import atomic, pipeline
+    from faceedit.export.onnx_graphs import ExportError
+    from faceedit.export.variants import DEFAULT_BUDGET
     from faceedit.train.checkpoint import load_checkpoint
 
     budget = {**DEFAULT_BUDGET, **(budget or {})}

@@ -4,6 +4,11 @@
     editor = remote_editor("127.0.0.1:8001")          # the shipped model's manifest; graphs on Triton
     editor.edit(face, {"smiling": 0})                  # same call, same client-side maths
 
+The same backend, by name: `Editor.load(backend="triton")` (`faceedit serve --triton URL`, `faceedit run
+--backend triton`) reaches the server at $FACEEDIT_TRITON_URL (default 127.0.0.1:8001). The server may run
+either configuration of the repository: Triton's onnxruntime backend (NVIDIA's containers) or its python
+backend running faceedit's engine (`faceedit triton serve`, faceedit.serve.triton_server).
+
 Only the graphs move to the server. Everything around them stays with the client, exactly as in the engine:
 detection, alignment and paste-back (PhotoEditor), resizing to the model's size, the attribute gains, auto
 strength (re-rendering rows the attribute head does not read as asked), implied attributes, and the residual
@@ -11,6 +16,7 @@ strength (re-rendering rows the attribute head does not read as asked), implied 
 parity check below proves the server computes what the engine computes."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,20 +56,25 @@ class TritonGraph(Graph):
         return [np.array(result.as_numpy(n)) for n in self.output_names]
 
 
+URL_ENV = "FACEEDIT_TRITON_URL"
+DEFAULT_URL = "127.0.0.1:8001"
+
+
 class TritonRemote(Backend):
-    """A backend whose graphs are the repository's models on a Triton server (gRPC). Not in the backend
-    registry: it needs a server address, so it is built here, never picked by `auto`."""
+    """A backend whose graphs are the repository's models on a Triton server (gRPC). In the backend registry
+    as "triton" (never picked by `auto`): built by name, it reaches $FACEEDIT_TRITON_URL, else 127.0.0.1:8001."""
     name = "triton"
     label = "Triton Inference Server (gRPC)"
     device = "remote"
     precisions = ("fp32",)  # the repository holds the fp32 graphs
 
-    def __init__(self, url: str = "127.0.0.1:8001", client=None, timeout_s: float = 60.0):
-        super().__init__(threads=1)
-        self.url, self.timeout_s = url, timeout_s
+    def __init__(self, url: str | None = None, client=None, timeout_s: float = 60.0, threads: int = 0,
+                 cache: bool = True):
+        super().__init__(threads=1)  # threads/cache: the registry's arguments; the server has its own
+        self.url, self.timeout_s = url or os.environ.get(URL_ENV) or DEFAULT_URL, timeout_s
         if client is None:
             from tritonclient.grpc import InferenceServerClient
-            client = InferenceServerClient(url)
+            client = InferenceServerClient(self.url)
         self.client = client
 
     @classmethod
@@ -77,7 +88,20 @@ class TritonRemote(Backend):
         return f"{self.name} ({self.label} at {self.url})"
 
 
-def remote_editor(url: str = "127.0.0.1:8001", model=None, fused: bool = True, client=None) -> Editor:
+def server_ready(url: str, timeout_s: float = 10.0) -> str:
+    """"" when the Triton server at url (gRPC) says it is ready, else one line saying why not."""
+    try:
+        from tritonclient.grpc import InferenceServerClient
+        client = InferenceServerClient(url)
+        try:
+            return "" if client.is_server_ready(client_timeout=timeout_s) else "it is not ready"
+        finally:
+            client.close()
+    except Exception as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def remote_editor(url: str = DEFAULT_URL, model=None, fused: bool = True, client=None) -> Editor:
     """An Editor on the model's manifest (model: a directory, a name or None for the shipped one) whose graphs
     run on the Triton server at url. fused=False uses the encoder, attribute and decoder models instead of the
     fused editor model (the path the engine takes where a precision has no fused graph)."""
@@ -113,19 +137,20 @@ def max_abs(a, b) -> float:
 def parity_checks(remote: Editor, local: Editor, crops: list[np.ndarray], changes: dict,
                   ensemble_client=None, pixel_tol: float = 2.0, prob_tol: float = 2e-3,
                   tensor_tol: float = 2e-3) -> list[Check]:
-    """The same edit through both Editors (uint8 crops and before/after attribute reads compared), and, given
-    a client, the repository's encode_decode ensemble against the engine's encoder -> decoder."""
-    target, mask = local.change_vectors(changes)
-    a = remote.edit_crops(crops, target, mask)
-    b = local.edit_crops(crops, target, mask)
+    """The same edit through both Editors (uint8 crops compared) and the attribute read of the same crops,
+    through the Editors' public calls only; and, given a client, the repository's encode_decode ensemble
+    against the engine's encoder -> decoder (on the attribute head's own reading of the crops)."""
+    crops = list(crops)
+    a, b = remote.edit(crops, changes), local.edit(crops, changes)
     path = "fused editor model" if remote.fused else "encoder + attributes + decoder models"
-    checks = [Check(f"edit {changes} via the {path}: pixels", max(max_abs(x, y) for x, y in zip(a.images, b.images)), pixel_tol),
-              Check(f"edit via the {path}: attribute head on the input", max_abs(a.before, b.before), prob_tol)]
+    checks = [Check(f"edit {changes} via the {path}: pixels", max(max_abs(x, y) for x, y in zip(a, b)), pixel_tol),
+              Check(f"edit via the {path}: attribute head on the input",
+                    max_abs(remote.attributes(crops), local.attributes(crops)), prob_tol)]
     if ensemble_client is not None:
         from tritonclient.grpc import InferRequestedOutput
         from faceedit.engine import tensors
         x = tensors.to_tensor(crops, local.size)
-        attrs = np.ascontiguousarray(np.broadcast_to(local.decoder_values(target), (len(crops), len(target))), np.float32)
+        attrs = np.ascontiguousarray((local.run_attributes(x) > 0.5).astype(np.float32))
         got = ensemble_client.infer("encode_decode", infer_inputs({"image": x, "attributes": attrs}),
                                     outputs=[InferRequestedOutput("output")]).as_numpy("output")
         mu = local._graph("encoder").run({"image": x})[0]

@@ -24,7 +24,8 @@ RULES = {  # room -> (faceedit rooms it must not import, third-party modules it 
     "eval": ({"cli", "serve", "bench", "export"}, set()),  # torch and training code only lazily, for checkpoints
     "serve": (set(ROOMS) - {"core", "engine", "serve"}, {"torch", "onnx", "onnxscript"}),
 }
-TORCH_ALLOWED = {"bench/eager.py"}  # the PyTorch-eager baseline is the one bench module that needs torch
+# the bench modules that need torch and the training code: the PyTorch-eager baseline, and the training-step bench
+TORCH_ALLOWED = {"bench/eager.py", "bench/train_step.py"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -76,3 +77,79 @@ def test_the_checker_sees_lazy_imports(tmp_path, monkeypatch):
 def test_shared_modules_live_in_core():
     loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
     assert loose == [], f"modules at the package top belong in a room (core/ for shared ones): {loose}"
+
+
+# Underscore names one may use on anything: namedtuple's public API, and the standard library's own.
+PUBLIC_UNDERSCORE = {"_replace", "_asdict", "_fields", "_make", "_exit", "_getframe"}
+
+
+def private_names_defined(room: str) -> set[str]:
+    """Underscore names a room defines: its functions, classes, module globals and attributes it assigns."""
+    names = set()
+    for f in (PACKAGE / room).rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    for sub in ast.walk(t):
+                        if isinstance(sub, ast.Name):
+                            names.add(sub.id)
+                        elif isinstance(sub, ast.Attribute):
+                            names.add(sub.attr)
+    return {n for n in names if n.startswith("_")}
+
+
+def third_party_aliases(tree) -> set[str]:
+    """Names bound to modules from outside faceedit (torch, np, cv2, ...): their private API is their business."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {(a.asname or a.name).split(".")[0] for a in node.names if not a.name.startswith("faceedit")}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.module.startswith("faceedit") and node.level == 0:
+            out |= {a.asname or a.name for a in node.names}
+    return out
+
+
+def private_reach(room: str) -> list[str]:
+    """Uses of another room's underscore names: `from faceedit.other.x import _name`, or `obj._name` where no
+    module of this room defines `_name` (so it can only be another room's private part)."""
+    own = private_names_defined(room)
+    bad = []
+    for f in sorted((PACKAGE / room).rglob("*.py")):
+        rel = f.relative_to(PACKAGE).as_posix()
+        tree = ast.parse(f.read_text(), str(f))
+        foreign_modules = third_party_aliases(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("faceedit."):
+                other = node.module.split(".")[1]
+                bad += [f"{rel} imports {node.module}.{a.name}" for a in node.names
+                        if other != room and a.name.startswith("_") and not a.name.startswith("__")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in foreign_modules:
+                    continue
+                if node.attr not in own and node.attr not in PUBLIC_UNDERSCORE:
+                    bad.append(f"{rel}:{node.lineno} uses {node.attr}, another room's private name")
+    return bad
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_no_room_reaches_into_another_rooms_private_names(room):
+    assert private_reach(room) == []
+
+
+def test_the_private_name_check_sees_a_reach_across_rooms(tmp_path, monkeypatch):
+    fake = tmp_path / "faceedit"
+    (fake / "engine").mkdir(parents=True)
+    (fake / "serve").mkdir()
+    (fake / "engine" / "photo.py").write_text("class P:\n    def _paste(self):\n        self._mask = 1\n")
+    (fake / "serve" / "service.py").write_text(
+        "import numpy as np\nfrom faceedit.engine.photo import P, _helper\n"
+        "def f(p):\n    np._NoValue\n    p._paste()\n    return p._own\n_own = 1\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    assert private_reach("engine") == []
+    assert private_reach("serve") == ["serve/service.py imports faceedit.engine.photo._helper",
+                                      "serve/service.py:5 uses _paste, another room's private name"]

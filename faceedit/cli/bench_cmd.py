@@ -49,9 +49,14 @@ def eager_module(checkpoint: Path | None):
 
 
 def register(app: typer.Typer):
-    @app.command("bench")
+    bench_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                            help="Time the engine (the default) or a training step (`faceedit bench train`).")
+    app.add_typer(bench_app, name="bench")
+
+    @bench_app.callback()
     @friendly
-    def bench(model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
+    def bench(ctx: typer.Context,
+              model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
               checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint the model was exported from, for the PyTorch-eager baseline. Default: the model directory's own weights rebuilt as PyTorch modules (needs the [train] extra: torch, onnx)."),
               quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and shorter timings (under 2 minutes)."),
               batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,8,32)."),
@@ -68,6 +73,8 @@ def register(app: typer.Typer):
 
         Example: faceedit bench --quick
         """
+        if ctx.invoked_subcommand:  # `faceedit bench train`: its own options, nothing of the engine's
+            return
         from rich.console import Console
 
         from faceedit.bench import report, results
@@ -95,3 +102,22 @@ def register(app: typer.Typer):
             console.print(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else
                                                               " (no plot)" if photo_only else " (no matplotlib: no plot)")
                           + f" in {result['duration_s']:.0f} s")
+
+    from faceedit.train.config import config_options  # torch-free: the options of `faceedit train`
+
+    @bench_app.command("train")
+    @friendly
+    @config_options
+    def bench_train(steps_timed: int = typer.Option(10, "--timed-steps", min=1, help="Steps timed (after the warm-up)."),
+                    warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed steps first (allocations, caches)."),
+                    cfg=None, resume: bool = False):
+        """Images per second of one training step here, split by part (generator forward, D's pass, backward,
+        optimisers). Takes every option of `faceedit train`, so a config is timed as it would train; without
+        --data it trains on 256 synthetic faces (the step's cost does not depend on the faces).
+
+        Example: faceedit bench train --batch-size 32 --d-residual --diff-augment --cls-aug --projection --ema 0.995
+        """
+        if importlib.util.find_spec("torch") is None:
+            raise UserError("faceedit bench train needs PyTorch: pip install -e '.[train]'")
+        from faceedit.bench.train_step import bench_train as run_bench, report
+        typer.echo(report(run_bench(cfg, steps=steps_timed, warmup=warmup)))

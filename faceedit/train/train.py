@@ -159,6 +159,7 @@ class Trainer:
                 raise ValueError(f"--ema must be in (0, 1), not {cfg.ema}")
             self.ema = checkpoint.start_ema(self.model)
         self.step, self.best, self.t_start = 0, -math.inf, time.time()
+        self.lap = None  # lap(part) after each part of a step: `faceedit bench train` times them
         self.best_by = "judge" if self.judge is not None else "d_cls"
         if resume and (self.out / "last.pt").exists():
             checkpoint.resume(self, self.out / "last.pt")
@@ -220,8 +221,10 @@ class Trainer:
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth
         n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
+        lap = self.lap or (lambda part: None)
         with autocast:
             mu, logvar, attr_logits, x_rec, x_edit = self.gen_ddp(x, y, y_edit, x_cls)
+        lap("generator forward (encoder, head, decoder x2)")
         seen_by_d = translate_cutout if cfg.diff_augment else (lambda t, params=None: t)
         b = len(x)
         # discriminator: one pass over every image it judges (D has no batch statistics, so this is the same
@@ -245,9 +248,11 @@ class Trainer:
             x_r = seen_by_d(x.detach()).float().requires_grad_(True)
             grad, = torch.autograd.grad(self.disc_ddp(x_r, y)[0].sum(), x_r, create_graph=True)
             loss_d = loss_d + 0.5 * cfg.r1_gamma * cfg.r1_every * grad.pow(2).flatten(1).sum(1).mean()
+        lap("D forward (one pass) + R1")
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
+        lap("D backward + Adam")
         # generator side: encoder, attribute head, decoder (D's weights are only read here)
         for p in m.discriminator.parameters():
             p.requires_grad_(False)
@@ -283,6 +288,7 @@ class Trainer:
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"])
+        lap("G losses forward (D, critics, teacher)")
         self.opt_g.zero_grad(set_to_none=True)
         if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches
             loss_g.backward()
@@ -295,6 +301,7 @@ class Trainer:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
         named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
+        lap("G backward + Adam, EMA, stats")
         return {**dict(zip(named, values)), "lr": lr}
 
     # ---- validation -------------------------------------------------------------------------------

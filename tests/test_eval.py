@@ -43,9 +43,11 @@ def test_psnr_and_ssim_are_sane():
 def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tiny_reporting_judge, synth_data, tmp_path):
     out = tmp_path / "eval.json"
     args = ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "test", "--judge", str(tiny_judge)]
-    # the test split is read by the reporting judge: refused without one, in one line, nothing written
-    r = CliRunner().invoke(app, [*args, "--json", str(out)])
+    # the test split is read by the reporting judge: refused without one (none given, no judge set where
+    # --judges points, as in an installed package), in one line, nothing written
+    r = CliRunner().invoke(app, [*args, "--judges", str(tmp_path / "no-judges"), "--json", str(out)])
     assert r.exit_code == 2 and "reporting judge" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert "no judge set" in r.output
     assert not out.exists()
     r = CliRunner().invoke(app, [*args, "--reporting-judge", str(tiny_reporting_judge), "--json", str(out),
                                  "--folds", "2", "--epochs", "1"])
@@ -85,13 +87,14 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tin
 @pytest.mark.slow
 def test_exported_directory_scores_like_its_checkpoint(tiny_checkpoint, tiny_judge, synth_data, tmp_path):
     from faceedit.export import export_model
+    from faceedit.export.judges import add_judge
     model_dir = tmp_path / "model"
-    export_model(tiny_checkpoint, model_dir, int8=False, openvino=False, fp16=False, judge=tiny_judge,
+    export_model(tiny_checkpoint, model_dir, int8=False, openvino=False, fp16=False, log=lambda *a: None)
+    add_judge(tmp_path / "judges", tiny_judge, log=lambda *a: None)
+    a = evaluate(open_model(tiny_checkpoint), JudgeModel(tiny_judge), synth_data, "val", realism=False,
                  log=lambda *a: None)
-    judge = JudgeModel(tiny_judge)
-    a = evaluate(open_model(tiny_checkpoint), judge, synth_data, "val", realism=False, log=lambda *a: None)
-    b = evaluate(open_model(model_dir), JudgeModel(model_dir / "judge.onnx"), synth_data, "val", realism=False,
-                 log=lambda *a: None)
+    b = evaluate(open_model(model_dir), JudgeModel(tmp_path / "judges" / "judge.onnx"), synth_data, "val",
+                 realism=False, log=lambda *a: None)
     assert a["attribute_accuracy"] == b["attribute_accuracy"]
     assert a["reconstruction"]["psnr_db"] == pytest.approx(b["reconstruction"]["psnr_db"], abs=0.01)
     ea = a["edit_success"]["intensity_1"]["raw"]["mean_all"]
@@ -241,7 +244,8 @@ def test_auto_strength_sweep_update_and_the_default_edit_agree(tiny_model_dir, t
 
 
 def test_eval_of_a_model_directory_runs_without_torch(synth_data, tmp_path):
-    """The shipped model and its judge.onnx, scored with torch unimportable: JSON written, directory named."""
+    """The shipped model, scored with torch unimportable by the repository's judges (evaluation/judges/, found
+    from the clone): JSON written, directory and judges named."""
     import subprocess
     import sys
     out = tmp_path / "eval.json"
@@ -256,27 +260,37 @@ def test_eval_of_a_model_directory_runs_without_torch(synth_data, tmp_path):
     from faceedit.core.manifest import decoder_fingerprint, load_manifest
     from faceedit.models import DEFAULT_MODEL
     assert res["faces"] == 8 and res["model_decoder_sha256"] == decoder_fingerprint(load_manifest(DEFAULT_MODEL, verify=False))
+    from faceedit.core.judge_set import clone_judges_dir
+    assert res["judges"] == {"scoring": "judge.onnx", "alongside": None, "kid_features": "reporting_judge.onnx"}
+    assert f"--judge {clone_judges_dir() / 'judge.onnx'}" in res["command"]
 
 
-def test_export_reuses_another_model_directorys_judge_onnx(tiny_checkpoint, tiny_judge, tmp_path):
-    """A re-export keeps the very same judge: `--judge OLD_DIR/judge.onnx` copies it with OLD_DIR's entry; an
-    ONNX file no manifest vouches for is refused in one line, nothing written."""
-    import shutil
-    first, second = tmp_path / "first", tmp_path / "second"
-    base = ["export", "--checkpoint", str(tiny_checkpoint), "--no-int8", "--no-openvino", "--no-fp16"]
-    r = CliRunner().invoke(app, [*base, "--out", str(first), "--judge", str(tiny_judge)])
+def test_export_judge_writes_a_judge_set_that_eval_reads(tiny_checkpoint, tiny_judge, tiny_reporting_judge,
+                                                         synth_data, tmp_path):
+    """`faceedit export-judge` writes each judge into a judge set (judges.json lists it with its sha256, the
+    other judge's entry kept); `faceedit eval --judges SET` scores with them; a damaged set, or none, is
+    refused in one line."""
+    from faceedit.core.judge_set import load_judge_set
+    judges = tmp_path / "judges"
+    for ckpt in (tiny_judge, tiny_reporting_judge):
+        r = CliRunner().invoke(app, ["export-judge", "--checkpoint", str(ckpt), "--out", str(judges)])
+        assert r.exit_code == 0, r.output
+    listed = load_judge_set(judges)
+    assert listed["judge"]["sha256"] == sha256_file(judges / "judge.onnx")
+    assert listed["reporting_judge"]["arch"] == "reporting" and (judges / "reporting_judge.onnx").is_file()
+    out = tmp_path / "eval.json"
+    base = ["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--split", "val", "--limit", "8",
+            "--intensities", "1", "--no-two-sample"]
+    r = CliRunner().invoke(app, [*base, "--judges", str(judges), "--json", str(out)])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(app, [*base, "--out", str(second), "--judge", str(first / "judge.onnx")])
-    assert r.exit_code == 0, r.output
-    entry = json.loads((first / "manifest.json").read_text())["judge"]
-    assert json.loads((second / "manifest.json").read_text())["judge"] == entry
-    assert (second / "judge.onnx").read_bytes() == (first / "judge.onnx").read_bytes()
-    stray = tmp_path / "loose" / "judge.onnx"
-    stray.parent.mkdir()
-    shutil.copyfile(first / "judge.onnx", stray)
-    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "third"), "--judge", str(stray)])
-    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "model directory" in r.output, r.output
-    assert not (tmp_path / "third").exists()
+    res = json.loads(out.read_text())
+    assert res["judges"] == {"scoring": "judge.onnx", "alongside": None, "kid_features": "reporting_judge.onnx"}
+    assert f"--judge {judges / 'judge.onnx'}" in res["command"]
+    for args, words in ((["--judges", str(tmp_path / "none")], "no judge set"), (["--judges", str(judges)], "sha256")):
+        if words == "sha256":  # a judge file that is not the one judges.json lists
+            (judges / "judge.onnx").write_bytes((judges / "judge.onnx").read_bytes() + b"\0")
+        r = CliRunner().invoke(app, [*base, *args])
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and words in r.output, r.output
 
 
 @pytest.mark.slow

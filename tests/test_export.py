@@ -1,5 +1,5 @@
 """Export: checkpoint -> model directory. One real export of the tiny checkpoint (fp32 + int8 + fp16 +
-OpenVINO + judge) shared by most tests; each graph is then run in ONNX Runtime and checked against the
+OpenVINO) shared by most tests; each graph is then run in ONNX Runtime and checked against the
 contract in docs/model-directory.md. TensorRT parts that need a GPU skip with a reason."""
 from __future__ import annotations
 
@@ -58,12 +58,12 @@ def eval_json(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_checkpoint, judge_ckpt, eval_json, tmp_path_factory):
+def exported(tiny_checkpoint, eval_json, tmp_path_factory):
     from faceedit.export import export_model
     out = tmp_path_factory.mktemp("export") / "model"
     lines = []
     t = time.time()
-    manifest = export_model(tiny_checkpoint, out, judge=judge_ckpt, eval_json=eval_json, log=lines.append,
+    manifest = export_model(tiny_checkpoint, out, eval_json=eval_json, log=lines.append,
                             calib_size=96, eval_size=24, threads=1)
     print(f"export took {time.time() - t:.1f}s")
     return out, manifest, lines
@@ -206,11 +206,17 @@ def test_reduced_precision_variants_pass_their_budget(exported):
     assert manifest["graphs"]["decoder"]["openvino_int8"]["companions"][0]["path"] == "decoder.ov-int8.bin"
 
 
-def test_judge_is_exported_and_matches_torch(exported, judge_ckpt):
+def test_judge_is_exported_into_a_judge_set_and_matches_torch(exported, judge_ckpt, tmp_path):
+    """A judge goes into a judge set (export.judges.add_judge), never into the model directory."""
+    from faceedit.core.judge_set import load_judge_set
+    from faceedit.export.judges import add_judge
     out, manifest, _ = exported
-    entry = manifest["judge"]
+    assert "judge" not in manifest and not (out / "judge.onnx").exists()
+    judges = tmp_path / "judges"
+    add_judge(judges, judge_ckpt, log=lambda *a: None)
+    entry = load_judge_set(judges)["judge"]
     assert entry["path"] == "judge.onnx" and len(entry["attributes"]) == N_JUDGE_ATTR
-    model = onnx.load(str(out / "judge.onnx"))
+    model = onnx.load(str(judges / "judge.onnx"))
     assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
     from faceedit.export.parity import synthetic_faces
     from faceedit.train.judge import load_judge
@@ -218,7 +224,7 @@ def test_judge_is_exported_and_matches_torch(exported, judge_ckpt):
     x = synthetic_faces(3, 64, seed=4)
     with torch.no_grad():
         ref = torch.sigmoid(judge(torch.from_numpy(x))).numpy()
-    np.testing.assert_allclose(session(out / "judge.onnx").run(None, {"image": x})[0], ref, atol=1e-5)
+    np.testing.assert_allclose(session(judges / "judge.onnx").run(None, {"image": x})[0], ref, atol=1e-5)
 
 
 def test_batchnorm_folding_is_exact_with_real_statistics():

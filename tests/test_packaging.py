@@ -1,6 +1,7 @@
 """A non-editable install carries the shipped model: the wheel holds every file the default model's manifest
 lists, and the engine edits from the unpacked wheel alone (a missing package-data pattern once left
-latent_prior.npz out, and the manifest check then refused the whole model)."""
+latent_prior.npz out, and the manifest check then refused the whole model). It carries nothing of the lab:
+the judges stay in the clone's evaluation/judges/, and `faceedit eval` from the wheel says so in one line."""
 import os
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "faceedit", src / "faceedit", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("faceedit", "evaluation"):  # as a clone has them
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(src)], check=True)
     wheel = next((tmp_path / "dist").glob("faceedit-*.whl"))
@@ -37,6 +39,8 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
     shipped = sorted(p.name for p in detector.iterdir() if p.is_file())
     missing = [p for p in shipped if f"faceedit/detectors/blazeface/{p}" not in names]
     assert not missing, f"the wheel lacks the detector's {missing}"
+    lab = sorted(n for n in names if n.startswith("evaluation/") or (n.endswith(".onnx") and "judge" in n))
+    assert not lab, f"the wheel carries evaluation files: {lab}"
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -53,3 +57,8 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "(2, 64, 64, 3)"
+    # evaluation needs the judges, which only a clone has: one line that says where they are
+    done = subprocess.run([sys.executable, "-m", "faceedit", "eval", "--data", str(tmp_path / "data"), "--split", "val"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "no judge set" in done.stderr and "evaluation/judges" in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -40,9 +40,8 @@ def _summary(console, manifest: dict, out: Path):
         t.add_row(graph, precision, entry["path"], f"{size / 1e6:.2f}")
     for path, size in shared.items():
         t.add_row("(shared)", "", f"{path} (used by {users[path]} graphs)", f"{size / 1e6:.2f}")
-    for key in ("judge", "latent_prior"):
-        if manifest.get(key):
-            t.add_row(key, "", manifest[key]["path"], f"{manifest[key]['bytes'] / 1e6:.2f}")
+    if manifest.get("latent_prior"):
+        t.add_row("latent_prior", "", manifest["latent_prior"]["path"], f"{manifest['latent_prior']['bytes'] / 1e6:.2f}")
     for key, entry in (manifest.get("tensorrt") or {}).get("engines", {}).items():
         t.add_row(key.split("/")[0], "TensorRT fp16", entry["path"], f"{entry['bytes'] / 1e6:.2f}")
     console.print(t)
@@ -104,7 +103,6 @@ def register(app: typer.Typer):
                openvino: bool = typer.Option(True, "--openvino/--no-openvino", help="OpenVINO bf16 figures and NNCF int8 IR."),
                min_agreement: float = typer.Option(0.99, "--min-agreement", help="Budget: attribute decisions that must agree with fp32."),
                min_psnr: float = typer.Option(35.0, "--min-psnr", help="Budget: PSNR (dB) of decoded images vs fp32."),
-               judge: Optional[Path] = typer.Option(None, "--judge", help="Judge checkpoint (.pt), or another model directory's judge.onnx (copied as it is), to include as judge.onnx (evaluation only)."),
                eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="`faceedit eval` JSON whose summary goes into the manifest."),
                tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT fp16 engines (needs an NVIDIA GPU + TensorRT)."),
                trt_batch: str = typer.Option("1,8,64", "--trt-batch", help="TensorRT optimization profile batch MIN,OPT,MAX."),
@@ -117,7 +115,8 @@ def register(app: typer.Typer):
                threads: int = typer.Option(0, "--threads", help="CPU threads (0: up to 8).")):
         """Export a checkpoint to a self-describing model directory the engine runs without PyTorch.
 
-        Example: faceedit export --checkpoint runs/celeba64/best.pt --out models/celeba64 --judge runs/judge/judge.pt
+        Example: faceedit export --checkpoint runs/celeba64/best.pt --out models/celeba64
+        (The judges that score edits are no part of it: `faceedit export-judge` writes them into a judge set.)
         """
         try:
             import torch  # noqa: F401
@@ -137,7 +136,7 @@ def register(app: typer.Typer):
         try:
             with console.status("exporting...", spinner="dots"):
                 manifest = export_model(checkpoint, out, calib_data=calib_data, int8=int8, openvino=openvino,
-                                        fp16=fp16, judge=judge, eval_json=eval_json, log=log,
+                                        fp16=fp16, eval_json=eval_json, log=log,
                                         budget={"min_attribute_agreement": min_agreement, "min_psnr_db": min_psnr},
                                         calib_size=calib_size, eval_size=eval_size, tensorrt=tensorrt,
                                         trt_batch=batch, threads=threads, edit_gain=edit_gain,

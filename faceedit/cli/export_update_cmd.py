@@ -20,17 +20,14 @@ def register(app: typer.Typer):
                       implied_data: Optional[Path] = typer.Option(None, "--implied-data", help="The dataset (CelebA layout) whose train-split labels the implied rules come from."),
                       implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest)."),
                       edit_filter: List[str] = typer.Option([], "--edit-filter", help="The guided filter on the edit's change: RADIUS,EPS for every attribute (e.g. 2,0.001), NAME=RADIUS,EPS for one (repeat), or off. Choose on validation."),
-                      edit_filter_note: str = typer.Option("", "--edit-filter-note", help="How the edit filter was chosen (recorded in the manifest)."),
-                      reporting_judge: Optional[Path] = typer.Option(None, "--reporting-judge", help="A reporting judge checkpoint (`faceedit train judge --arch reporting`): exported as reporting_judge.onnx and listed in the manifest.")):
-        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes,
-        and reporting_judge.onnx with --reporting-judge).
+                      edit_filter_note: str = typer.Option("", "--edit-filter-note", help="How the edit filter was chosen (recorded in the manifest).")):
+        """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
 
         Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
         """
-        if (auto_strength_from is None and eval_json is None and implied_for is None and reporting_judge is None
+        if (auto_strength_from is None and eval_json is None and implied_for is None
                 and not edit_filter):
-            raise UserError("nothing to update: give --auto-strength-from, --implied-for, --edit-filter, --eval-json "
-                            "and/or --reporting-judge")
+            raise UserError("nothing to update: give --auto-strength-from, --implied-for, --edit-filter and/or --eval-json")
         implied = None if implied_for is None else [a.strip() for a in implied_for.split(",") if a.strip()]
         if implied and implied_data is None:
             raise UserError("--implied-for needs --implied-data: the dataset whose train labels the rules come from")
@@ -42,9 +39,6 @@ def register(app: typer.Typer):
         from faceedit.export import ExportError
         from faceedit.core.manifest import ManifestError
         try:
-            if reporting_judge is not None:
-                from faceedit.export.reporting_judge import add_reporting_judge
-                add_reporting_judge(model, reporting_judge, log=typer.echo)
             if auto_strength_from is not None or eval_json is not None or implied_for is not None or edit_filter:
                 update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
                              implied_for=implied, implied_data=implied_data, implied_note=implied_note,

@@ -44,14 +44,13 @@ def write_manifest(model_dir, manifest: dict) -> Path:
 
 
 def iter_files(manifest: dict):
-    """Every file the manifest lists: graphs (all precisions), judge, TensorRT engines, and the
-    companions of an entry (an OpenVINO IR's .bin weights)."""
+    """Every file the manifest lists: graphs (all precisions), the latent prior, TensorRT engines, and the
+    companions of an entry (an OpenVINO IR's .bin weights). The judges that score edits are no part of a model
+    directory (core.judge_set); a "judge" entry of an older manifest is ignored."""
     entries = []
     for graph, precisions in (manifest.get("graphs") or {}).items():
         for precision, entry in (precisions or {}).items():
             entries.append((f"{graph}/{precision}", entry))
-    entries.append(("judge", manifest.get("judge")))
-    entries.append(("reporting_judge", manifest.get("reporting_judge")))
     entries.append(("latent_prior", manifest.get("latent_prior")))
     trt = manifest.get("tensorrt")
     if isinstance(trt, dict):

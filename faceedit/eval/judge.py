@@ -1,13 +1,14 @@
 """The judges that score edits: the choice judge (judge.onnx; choices on validation are made with it) and the
 reporting judge (reporting_judge.onnx: another architecture, trained on the train split only, for the test
-split's figures and nothing else). Each comes from a model directory's ONNX file or a judge checkpoint .pt."""
+split's figures and nothing else). Each is an ONNX file of a judge set (core.judge_set; the repository's is
+evaluation/judges/) or a judge checkpoint .pt. No model directory carries them."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-CHOICE, REPORTING = "judge", "reporting_judge"  # manifest keys (and file stems) of the two judges
+from faceedit.core.judge_set import CHOICE, REPORTING, load_judge_set  # noqa: F401  (CHOICE, REPORTING: keys)
 
 
 class JudgeModel:
@@ -53,8 +54,17 @@ class JudgeModel:
                                for i in range(0, len(x), batch)])
 
 
-def directory_judge(model_dir, manifest: dict, key: str) -> Path | None:
-    """The ONNX file a model directory's manifest (as core.model_dir.ModelInfo read and verified it, sha256
-    included) lists under `key` (CHOICE or REPORTING), or None: the manifest is not read a second time."""
-    entry = (manifest or {}).get(key)
-    return Path(model_dir) / entry["path"] if isinstance(entry, dict) and entry.get("path") else None
+def set_judge(folder, key: str, attributes, image_size: int) -> tuple[Path | None, str]:
+    """The judge set FOLDER's judge `key` (CHOICE or REPORTING), checked (sha256), if it reads these
+    attributes at this image size: (its path, ""), else (None, why not, one line). A damaged set raises
+    core.judge_set.JudgeSetError."""
+    folder = Path(folder)
+    if not (folder / "judges.json").is_file():
+        return None, (f"no judge set in {folder} (a clone of the repository has one in evaluation/judges/; "
+                      "an installed package does not)")
+    entry = load_judge_set(folder).get(key)
+    if not entry:
+        return None, f"the judge set {folder} has no {key}"
+    if list(entry.get("attributes") or []) != list(attributes) or entry.get("image_size") != image_size:
+        return None, f"{folder / entry['path']} reads other attributes or another image size than this model"
+    return folder / entry["path"], ""

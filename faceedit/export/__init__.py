@@ -99,7 +99,7 @@ def _versions(extra=()) -> dict:
     return v
 
 
-def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=True, fp16=True, judge=None,
+def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=True, fp16=True,
                  eval_json=None, log=print, budget: dict | None = None, calib_size: int = 256,
                  eval_size: int = 256, tensorrt: bool = False, trt_batch=(1, 8, 64), threads: int = 0,
                  edit_gain: float = 1.0, edit_gains: dict | None = None, edit_gain_note: str = "") -> dict:
@@ -135,11 +135,6 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
     except Exception as e:
         raise ExportError(f"cannot load checkpoint {ckpt}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     eval_summary = _read_eval(eval_json) if eval_json else None
-    if judge is not None and not Path(judge).is_file():
-        raise ExportError(f"judge checkpoint not found: {judge}")
-    if judge is not None and Path(judge).suffix == ".onnx":
-        from faceedit.export.onnx_graphs import reused_judge_entry
-        reused_judge_entry(Path(judge))  # refused before any graph is written
     cfg = model.cfg
     if edit_gains and set(edit_gains) - set(cfg.attributes):
         raise ExportError(f"edit gains name attributes the model lacks: {sorted(set(edit_gains) - set(cfg.attributes))}")
@@ -152,7 +147,7 @@ def export_model(checkpoint, out_dir, *, calib_data=None, int8=True, openvino=Tr
 
     job = pipeline.Export(model=model, state=state, checkpoint=ckpt, log=log, budget=budget, threads=threads,
                           trained_on=trained_on, calib_dir=calib_dir, calib_size=calib_size, eval_size=eval_size,
-                          int8=int8, fp16=fp16, openvino=openvino, judge=judge, tensorrt=tensorrt,
+                          int8=int8, fp16=fp16, openvino=openvino, tensorrt=tensorrt,
                           trt_batch=tuple(trt_batch), edit_gain=edit_gain, edit_gains=edit_gains,
                           edit_gain_note=edit_gain_note, eval_summary=eval_summary)
     with atomic.staging_dir(out_dir) as tmp:

@@ -1,19 +1,23 @@
-"""The reporting judge in a model directory: reporting_judge.onnx (image -> probabilities, features) and its
-manifest entry "reporting_judge" (a FILE, hashed and checked like every other file, plus the attribute names,
-image size and where it was trained). `faceedit export-update --reporting-judge JUDGE.pt` adds or replaces it;
-only that file and manifest.json change. `faceedit eval --split test` reads edits with it, and KID uses its
-features; nothing else may (it is the judge no choice ever used)."""
+"""The judges `faceedit eval` scores edits with, exported into a judge set (core.judge_set; the repository's
+is evaluation/judges/), never into a model directory: the runtime does not use them. `faceedit export-judge
+--checkpoint JUDGE.pt --out DIR` adds or replaces one; only its ONNX file and judges.json change.
+
+- judge.onnx, the choice judge (image -> probabilities; onnx_graphs.export_judge): every choice on the
+  validation split is made with it.
+- reporting_judge.onnx, the reporting judge (image -> probabilities, features): `faceedit eval --split test`
+  reads edits with it and KID uses its features; nothing else may (it is the judge no choice ever used)."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from faceedit.export.onnx_graphs import ExportError, export_graph, fold_batchnorm, load_judge_checkpoint, signature
-
-FILE_NAME = "reporting_judge.onnx"
+from faceedit.core.judge_set import CHOICE, REPORTING, load_judge_set, write_judge_entry
+from faceedit.export.onnx_graphs import (ExportError, export_graph, export_judge, fold_batchnorm, load_judge_checkpoint,
+                                         signature)
 
 
 class ReportingJudgeGraph(nn.Module):
@@ -27,7 +31,7 @@ class ReportingJudgeGraph(nn.Module):
 
 
 def export_reporting_judge(checkpoint, path) -> dict:
-    """Reporting judge checkpoint (`faceedit train judge --arch reporting`) -> ONNX; returns its manifest entry."""
+    """Reporting judge checkpoint (`faceedit train judge --arch reporting`) -> ONNX; returns its judge-set entry."""
     from faceedit.core.manifest import file_entry
     judge, state = load_judge_checkpoint(checkpoint, "reporting judge")
     if state.get("arch") != "reporting":
@@ -46,21 +50,22 @@ def export_reporting_judge(checkpoint, path) -> dict:
     return entry
 
 
-def add_reporting_judge(model_dir, checkpoint, log=print) -> dict:
-    """Export the reporting judge into MODEL_DIR and list it in the manifest; returns the new manifest."""
-    import os
-    from faceedit.core.manifest import load_manifest, write_manifest
-    model_dir = Path(model_dir)
-    manifest = load_manifest(model_dir)
-    names = [a["name"] for a in manifest["attributes"]]
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".reporting-judge-") as tmp:
-        entry = export_reporting_judge(checkpoint, Path(tmp) / FILE_NAME)
-        if entry["attributes"] != names or entry["image_size"] != manifest["image_size"]:
-            raise ExportError(f"{checkpoint} judges {entry['image_size']}px faces for {', '.join(entry['attributes'])}; "
-                              f"this model has {manifest['image_size']}px and {', '.join(names)}")
-        os.replace(Path(tmp) / FILE_NAME, model_dir / FILE_NAME)
-    manifest["reporting_judge"] = entry
-    write_manifest(model_dir, manifest)
-    load_manifest(model_dir)
-    log(f"exported {FILE_NAME} ({entry['bytes']} bytes, validation accuracy {entry['val_accuracy_mean']})")
-    return manifest
+def add_judge(judges_dir, checkpoint, log=print) -> dict:
+    """Export a judge checkpoint (`faceedit train judge`) into the judge set JUDGES_DIR (made if need be): a
+    choice judge as judge.onnx, a reporting judge (--arch reporting) as reporting_judge.onnx, listed with its
+    sha256 in judges.json (the other judge's entry kept). Returns its entry."""
+    _, state = load_judge_checkpoint(checkpoint, "judge")
+    key = REPORTING if state.get("arch") == "reporting" else CHOICE
+    folder = Path(judges_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder} is not a folder (a judge set is a folder with judges.json)")
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{key}.onnx"
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".judge-") as tmp:
+        entry = (export_reporting_judge if key == REPORTING else export_judge)(checkpoint, Path(tmp) / name)
+        os.replace(Path(tmp) / name, folder / name)
+    write_judge_entry(folder, key, entry)
+    load_judge_set(folder)  # the check `faceedit eval` makes
+    log(f"exported {folder / name} ({entry['bytes']} bytes, {len(entry['attributes'])} attributes at "
+        f"{entry['image_size']} px); listed in {folder / 'judges.json'}")
+    return entry

@@ -213,36 +213,16 @@ def load_judge_checkpoint(path, what: str = "judge"):
 
 
 def export_judge(judge_ckpt, path) -> dict:
-    """Judge checkpoint -> judge.onnx (image -> probabilities). Returns the manifest entry (a FILE plus
-    the judge's attribute names and image size). A judge.onnx of another model directory is copied as it is
-    (so a new export is scored by the very same judge), with that directory's manifest entry."""
+    """Choice judge checkpoint -> judge.onnx (image -> probabilities). Returns its judge-set entry (a FILE plus
+    the judge's attribute names, image size and role); export.judges.add_judge lists it in a judge set."""
     from faceedit.core.manifest import file_entry
-    if Path(judge_ckpt).suffix == ".onnx":
-        import shutil
-        entry = reused_judge_entry(Path(judge_ckpt))
-        shutil.copyfile(judge_ckpt, path)
-        return {**entry, "path": Path(path).name}
     judge, state = load_judge_checkpoint(judge_ckpt, "judge")
     size = state["image_size"]
     example = (torch.rand(2, 3, size, size) * 2 - 1,)
     model = export_graph(JudgeGraph(fold_batchnorm(judge)), example, path, ("image",), ("probabilities",))
     entry = file_entry(path, *signature(model))
-    entry.update({"attributes": list(state["attributes"]), "image_size": size})
-    return entry
-
-
-def reused_judge_entry(src: Path) -> dict:
-    """The manifest entry of a model directory's judge.onnx (the ONNX file alone does not name the
-    attributes), checked against the file's sha256; ExportError if no manifest beside it lists this file."""
-    from faceedit.core.files import sha256_file
-    from faceedit.core.manifest import ManifestError, load_manifest
-    try:
-        entry = load_manifest(src.parent, verify=False).get("judge") or {}
-    except ManifestError:
-        entry = {}
-    if entry.get("path") != src.name or entry.get("sha256") != sha256_file(src):
-        raise ExportError(f"{src}: an ONNX judge is taken only from the model directory whose manifest lists it "
-                          "(give a judge checkpoint .pt otherwise)")
+    entry.update({"attributes": list(state["attributes"]), "image_size": size,
+                  "role": "scores the train and validation splits (faceedit eval); every choice is made with it"})
     return entry
 
 

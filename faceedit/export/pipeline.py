@@ -1,7 +1,7 @@
 """The export as named stages over one Export job, run in order inside a staging directory:
 
-    fp32 graphs -> parity -> held-out faces -> int8 -> fp16 -> OpenVINO -> latent prior -> judge
-    -> TensorRT -> shared weights -> manifest
+    fp32 graphs -> parity -> held-out faces -> int8 -> fp16 -> OpenVINO -> latent prior -> TensorRT
+    -> shared weights -> manifest
 
 Each stage reads what earlier ones left on the job and adds its own part; a stage that has nothing to do (a
 variant not asked for) returns at once. Any stage may raise ExportError: the staging directory is then
@@ -35,7 +35,6 @@ class Export:
     int8: bool = True
     fp16: bool = True
     openvino: bool = True
-    judge: Path | None = None
     tensorrt: bool = False
     trt_batch: tuple = (1, 8, 64)
     edit_gain: float = 1.0
@@ -53,7 +52,6 @@ class Export:
     feeds: dict | None = None       # int8 calibration inputs per graph
     calib_where: str = ""
     latent_prior: dict | None = None
-    judge_entry: dict | None = None
     tensorrt_record: dict | None = None
     manifest: dict | None = None
 
@@ -196,14 +194,6 @@ def latent_prior(job: Export):
                                         job.out / LATENT_FILE, log=job.log)
 
 
-def judge_graph(job: Export):
-    """The judge (evaluation only), when one was given."""
-    if job.judge is None:
-        return
-    job.judge_entry = onnx_graphs.export_judge(job.judge, job.out / "judge.onnx")
-    job.log(f"exported judge.onnx ({len(job.judge_entry['attributes'])} attributes)")
-
-
 def tensorrt_engines(job: Export):
     if not job.tensorrt:
         return
@@ -239,7 +229,6 @@ def manifest(job: Export):
         "crop": {"reference_size": REFERENCE_SIZE, "box_fraction": round(CROP_FRACTION, 6),
                  "box_center": [round(c, 6) for c in CROP_CENTER], "eyes": EYES},
         "graphs": job.graphs,
-        "judge": job.judge_entry,
         "latent_prior": job.latent_prior,
         "edit_strength": {"gain": float(job.edit_gain),
                           **({"per_attribute": {a: float(g) for a, g in job.edit_gains.items()}} if job.edit_gains else {}),
@@ -270,7 +259,6 @@ STAGES = (
     ("fp16", fp16_variant),
     ("OpenVINO", openvino_variants),
     ("latent prior", latent_prior),
-    ("judge", judge_graph),
     ("TensorRT", tensorrt_engines),
     ("shared weights", shared_weights),
     ("manifest", manifest),

@@ -13,7 +13,7 @@ from faceedit.cli.main import app  # noqa: E402
 from faceedit.core.files import sha256_file  # noqa: E402
 from faceedit.eval.judge import JudgeModel  # noqa: E402
 from faceedit.eval.metrics import psnr, ssim  # noqa: E402
-from faceedit.eval.run import evaluate  # noqa: E402
+from faceedit.eval.run import EvalConfig, evaluate  # noqa: E402
 from faceedit.eval.subject import open_model  # noqa: E402
 
 
@@ -91,10 +91,9 @@ def test_exported_directory_scores_like_its_checkpoint(tiny_checkpoint, tiny_jud
     model_dir = tmp_path / "model"
     export_model(tiny_checkpoint, model_dir, int8=False, openvino=False, fp16=False, log=lambda *a: None)
     add_judge(tmp_path / "judges", tiny_judge, log=lambda *a: None)
-    a = evaluate(open_model(tiny_checkpoint), JudgeModel(tiny_judge), synth_data, "val", realism=False,
-                 log=lambda *a: None)
-    b = evaluate(open_model(model_dir), JudgeModel(tmp_path / "judges" / "judge.onnx"), synth_data, "val",
-                 realism=False, log=lambda *a: None)
+    cfg = EvalConfig(synth_data, "val", realism=False, log=lambda *a: None)
+    a = evaluate(open_model(tiny_checkpoint), JudgeModel(tiny_judge), cfg)
+    b = evaluate(open_model(model_dir), JudgeModel(tmp_path / "judges" / "judge.onnx"), cfg)
     assert a["attribute_accuracy"] == b["attribute_accuracy"]
     assert a["reconstruction"]["psnr_db"] == pytest.approx(b["reconstruction"]["psnr_db"], abs=0.01)
     ea = a["edit_success"]["intensity_1"]["raw"]["mean_all"]

@@ -10,7 +10,7 @@ import pytest
 
 from faceedit.core.model_dir import ModelInfo
 from faceedit.eval import realism as R
-from faceedit.eval.run import evaluate
+from faceedit.eval.run import EvalConfig, evaluate
 from faceedit.eval.subject import UnderTest
 
 NAMES = ["Smiling", "Young"]
@@ -84,9 +84,9 @@ def fake_model(striped: bool) -> UnderTest:
 def realism_of(synth_data):
     """realism_of[striped]: the realism block of `evaluate` on 96 synthetic faces (each run once)."""
     pytest.importorskip("torch")
-    return {striped: evaluate(fake_model(striped), TextureJudge(), synth_data, "train", limit=96, intensities=(1.0,),
-                              features=StatsFeatures(), folds=3, epochs=8, log=lambda *a: None)["realism"]
-            for striped in (True, False)}
+    cfg = EvalConfig(synth_data, "train", limit=96, intensities=(1.0,), features=StatsFeatures(), folds=3, epochs=8,
+                     log=lambda *a: None)
+    return {striped: evaluate(fake_model(striped), TextureJudge(), cfg)["realism"] for striped in (True, False)}
 
 
 def test_artifact_ratio_rises_with_stripes_and_falls_with_blur():

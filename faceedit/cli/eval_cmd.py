@@ -35,7 +35,7 @@ def register(app: typer.Typer):
         from rich.console import Console
 
         from faceedit.eval.report import print_report, summary, write_json
-        from faceedit.eval.run import evaluate
+        from faceedit.eval.run import EvalConfig, evaluate
         from faceedit.models import DEFAULT_MODEL
         model = model or DEFAULT_MODEL
         try:
@@ -51,16 +51,15 @@ def register(app: typer.Typer):
         under_test = _model_under_test(model, edit_gain, edit_filter)
         choice, reporting, scoring, alongside, feature_net = _judges(under_test, split, judge, reporting_judge, judges)
         console = Console()
-        keep = {} if figure else None
-        res = evaluate(under_test, scoring, data, split, limit=limit, intensities=levels, alongside=alongside,
-                       features=feature_net, realism=two_sample, folds=folds, epochs=epochs, keep=keep,
-                       two_sample_faces=two_sample_faces,
-                       log=lambda m: console.print(m, style="dim"))
+        cfg = EvalConfig(data, split, limit=limit, intensities=levels, realism=two_sample, folds=folds, epochs=epochs,
+                         two_sample_faces=two_sample_faces, alongside=alongside, features=feature_net,
+                         keep={} if figure else None, log=lambda m: console.print(m, style="dim"))
+        res = evaluate(under_test, scoring, cfg)
         print_report(console, res, f"faceedit eval: {model} on {split} ({res['faces']} faces, judge {scoring.name})",
                      uniform_gains=len(set(under_test.edit_gains)) == 1)
         if figure:
             from faceedit.eval.figure import write_figure
-            write_figure(figure, under_test, data, keep)
+            write_figure(figure, under_test, data, cfg.keep)
             console.print(f"wrote {figure}")
         if json_out:
             res["summary"] = summary(res)

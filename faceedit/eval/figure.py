@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from faceedit.core.files import atomic_path
+from faceedit.eval.adapter import render
 
 TILE = 160          # pixels per shown crop
 LABEL_W = 230       # the label column
@@ -31,10 +32,10 @@ def write_figure(path, model, data, keep: dict, attributes=None) -> None:
         for i in picks(r):
             img = decode(ds.root / IMAGE_DIR / ds.names[keep["index"][i]])
             crop = crop_face(img, int(round(CROP_FRACTION * img.shape[1])))
-            target, mask = np.zeros(a, np.float32), np.zeros(a, np.float32)
-            target[k], mask[k] = keep["flip_to"][name][i], 1.0
-            out = model.default.edit_crops([crop], target, mask).images[0]
-            tiles += [(crop, "input"), (out, f"{'+' if target[k] > 0.5 else '-'}{name} r={r[i]:.2f}")]
+            target, mask = np.zeros((1, a), np.float32), np.zeros((1, a), np.float32)
+            target[0, k], mask[0, k] = keep["flip_to"][name][i], 1.0
+            out = render(model.editor, [crop], target, mask, auto_strength=True).images[0]
+            tiles += [(crop, "input"), (out, f"{'+' if target[0, k] > 0.5 else '-'}{name} r={r[i]:.2f}")]
         rows.append(_row(name, tiles))
     head = np.full((40, rows[0].shape[1], 3), 255, np.uint8)
     for c, text in enumerate(("median edit", "worst edit (artifact ratio)")):

@@ -11,20 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from faceedit.engine.editor import Editor
 from faceedit.core.model_dir import ModelInfo
+from faceedit.engine.editor import Editor
+from faceedit.eval.adapter import head
 
 
 class UnderTest:
-    """Two Editors over one model: `default` edits as the product does by default (auto strength where the
-    manifest has it, implied attributes); `fixed` renders the values it is given at the attribute gains
-    (auto strength off, implied attributes on), for fixed intensities and the auto strength sweep."""
+    """One Editor over the model, at the engine's defaults (auto strength where the manifest has it, implied
+    attributes, the edit filter where the manifest has one). Eval calls it only through adapter.py: the
+    product's default edit, and fixed-strength renders (auto strength off per request) for the fixed
+    intensities and the auto strength sweep."""
 
     def __init__(self, info: ModelInfo, backend, kind: str):
         self.info, self.kind, self.path = info, kind, info.path
         self.edit_filter = info.edit_filter  # the manifest's entry (or with_filter's), None: no filter
-        self.default = Editor(info, backend, "fp32", auto_strength=True, implied=True)
-        self.fixed = Editor(info, backend, "fp32", auto_strength=False, implied=True)
+        self.editor = Editor(info, backend, "fp32")
 
     @property
     def manifest(self) -> dict:
@@ -52,17 +53,17 @@ class UnderTest:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The model's attribute head on images [N, 3, S, S] in [-1, 1]."""
-        return self.fixed.run_attributes(np.ascontiguousarray(x, np.float32))
+        return head(self.editor, x)
 
     def with_gain(self, gain: float) -> "UnderTest":
         """The same model with one decoder gain for every attribute (eval --edit-gain)."""
         info = dataclasses.replace(self.info, edit_gains=[float(gain)] * len(self.attributes))
-        return UnderTest(info, self.default.backend, self.kind)
+        return UnderTest(info, self.editor.backend, self.kind)
 
     def with_filter(self, entry: dict | None) -> "UnderTest":
         """The same model with another edit filter (a manifest "edit_filter" entry; None: none) (eval --edit-filter)."""
         info = dataclasses.replace(self.info, edit_filter=entry)
-        return UnderTest(info, self.default.backend, self.kind)
+        return UnderTest(info, self.editor.backend, self.kind)
 
 
 def open_model(path) -> UnderTest:

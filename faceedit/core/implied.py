@@ -1,9 +1,9 @@
 """Implied attributes: an edit also sets what every training face with the requested value has.
 
-Why: the decoder learnt from real faces, and some combinations never occur there. All 251 bald training faces
-are male; 99.8% of those with a mustache are male and 97.6% are labelled "not No_Beard". Asked for a mustache
-on a face the model reads as female and beardless, the decoder was given a combination it never saw and drew
-noise; with Male=1 and No_Beard=0 set too it draws a mustache. A rule "A=v implies B=w" comes from the train
+Why: the decoder learnt from real faces, and some combinations never occur there (in CelebA a mustache comes
+with a man's face and facial hair; the label counts are in docs/training-log.md). Asked for a mustache on a face
+the model reads as female and beardless, the decoder is given a combination it never saw; with Male=1 and
+No_Beard=0 set too it is given one it knows. A rule "A=v implies B=w" comes from the train
 labels (P(B=w | A=v) >= min_share, and B=w not already near-universal), and the manifest lists the rules an
 export adopted (`faceedit export-update --implied-for`), chosen on validation like every other edit setting.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_SHARE = 0.97   # fixed before any rule was scored: at 0.95 "blond" would imply "female" (95.7%)
+MIN_SHARE = 0.97   # fixed before any rule was scored (why 0.97, not 0.95: docs/training-log.md, implied attributes)
 MAX_BASE = 0.9     # B=w must be informative: not a value nearly every face has anyway
 
 

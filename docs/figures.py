@@ -16,6 +16,7 @@ import numpy as np
 
 from faceedit.engine import Editor, PhotoEditor
 from faceedit.engine.imageio import read_photo, write_photo
+from faceedit.core.attributes import decoder_value
 from faceedit.core.implied import apply_implied
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
     for name in ("Male", "Young", "Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Bangs", "Mustache", "Bald"):
         i = ed.attribute_names.index(name)
         y = base.copy()
-        y[:, i] = ed.decoder_values(1 - base)[:, i]
+        y[:, i] = decoder_value(1 - base, ed.model.edit_gains)[:, i]  # the value at this model's edit gain
         asked = (np.arange(len(ed.attribute_names)) == i).astype(np.float32)[None].repeat(rows, 0)
         y, _ = apply_implied(ed.model.implied, y, asked, 1 - base, asked)  # as the editor does (a mustache: a man's)
         cols.append((name.lower()[:10] + ("=0" if base[0, i] else "=1"), y))

@@ -101,15 +101,19 @@ def test_the_editor_filters_the_change_where_the_manifest_asks(tiny_model_dir, t
     assert filt.edit_filter and not plain.edit_filter and not off.edit_filter
     imgs = faces(3, 96, 80, seed=11)
     x = to_tensor(imgs, filt.size)
-    target, mask = filt.change_vectors({"young": 1, "male": 0})
-    edited, recon, _ = filt.run_edit(x, target[None].repeat(3, 0), mask[None].repeat(3, 0))
-    # model size: x + the filtered change; the unfiltered editor: x + the change itself
-    rows = mask[None].repeat(3, 0)
-    np.testing.assert_allclose(filt.residual(x, edited, recon, rows),
-                               np.clip(x + GuidedFilter(2, 1e-3).filter(x, edited - recon), -1, 1), atol=1e-6)
-    np.testing.assert_allclose(plain.residual(x, edited, recon, rows), np.clip(x + edited - recon, -1, 1), atol=1e-6)
-    # crops: filtered differs from plain; turned off it is plain; nothing set is still the photo bit for bit
     changes = {"young": 1, "male": 0}
+    out = filt.edit_crops(list(imgs), filt.request(changes))
+    # model size: x + the filtered change; the unfiltered editor (or request): x + the change itself
+    np.testing.assert_allclose(out.result, np.clip(x + GuidedFilter(2, 1e-3).filter(x, out.edited - out.reconstruction),
+                                                   -1, 1), atol=1e-6)
+    for unfiltered in (plain.edit_crops(list(imgs), changes),
+                       filt.edit_crops(list(imgs), filt.request(changes, filtered=False))):
+        np.testing.assert_allclose(unfiltered.edited, out.edited, atol=1e-6)
+        np.testing.assert_allclose(unfiltered.result, np.clip(x + out.edited - out.reconstruction, -1, 1), atol=1e-6)
+    # crops: filtered differs from plain; turned off (for the editor or the request) it is plain; nothing set
+    # is still the photo bit for bit
+    np.testing.assert_array_equal(np.stack(filt.edit(imgs, filt.request(changes, filtered=False))),
+                                  np.stack(plain.edit(imgs, changes)))
     assert not np.array_equal(np.stack(filt.edit(imgs, changes)), np.stack(plain.edit(imgs, changes)))
     np.testing.assert_array_equal(np.stack(off.edit(imgs, changes)), np.stack(plain.edit(imgs, changes)))
     np.testing.assert_array_equal(filt.edit(imgs[0], {}), imgs[0])

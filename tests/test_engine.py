@@ -71,15 +71,12 @@ def test_batch_of_8_equals_8_single_edits(tiny_model_dir, backend):
     assert batch.shape == imgs.shape and batch.dtype == np.uint8
     assert np.abs(batch.astype(int) - singles).max() <= 1  # uint8 rounding of ~1e-6 float differences
     # and at the float level, the model's outputs agree to float noise
-    target, mask = ed.change_vectors(change)
-    from faceedit.engine.tensors import to_tensor
-    x = to_tensor(list(imgs), ed.size)
-    t, m = np.tile(target, (8, 1)), np.tile(mask, (8, 1))
-    got = ed.run_edit(x, t, m)
+    request = ed.request(change)
+    got = ed.edit_crops(list(imgs), request)
     for i in range(8):
-        one = ed.run_edit(x[i:i + 1], t[i:i + 1], m[i:i + 1])
-        for a, b in zip(got, one):
-            np.testing.assert_allclose(a[i:i + 1], b, atol=1e-5)
+        one = ed.edit_crops([imgs[i]], request)
+        for name in ("edited", "reconstruction", "result", "before"):
+            np.testing.assert_allclose(getattr(got, name)[i:i + 1], getattr(one, name), atol=1e-5)
 
 
 def test_results_keep_the_input_form_and_size(editor):
@@ -112,9 +109,8 @@ def test_no_change_is_the_identity_and_raw_is_the_decoder(editor):
 def test_residual_edit_adds_the_upsampled_difference(editor):
     import cv2
     img = faces(1, 128, 128, seed=4)[0]
-    target, mask = editor.change_vectors({"young": 1})
-    from faceedit.engine.tensors import to_tensor
-    edited, recon, _ = editor.run_edit(to_tensor([img], editor.size), target[None], mask[None])
+    out = editor.edit_crops([img], editor.request({"young": 1}))
+    edited, recon = out.edited, out.reconstruction
     d = cv2.resize(np.ascontiguousarray((edited[0] - recon[0]).transpose(1, 2, 0)) * 127.5, (128, 128),
                    interpolation=cv2.INTER_LINEAR)
     expect = np.clip(img + d + 0.5, 0, 255).astype(np.uint8)
@@ -125,9 +121,11 @@ def test_fused_editor_graph_and_separate_graphs_agree(tiny_model_dir):
     fused = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
     split = Editor.load(tiny_model_dir, backend="onnxruntime", precision="fp32")
     split.fused = False  # the path int8 models take (they have no fused graph)
-    imgs = faces(4, seed=5)
-    for a, b in zip(fused.run_edit(*_rows(fused, imgs)), split.run_edit(*_rows(split, imgs))):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    imgs = list(faces(4, seed=5))
+    a = fused.edit_crops(imgs, fused.request({"smiling": 1, "bald": 0.5}))
+    b = split.edit_crops(imgs, split.request({"smiling": 1, "bald": 0.5}))
+    for name in ("edited", "reconstruction", "before"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
 
 
 def _with_edit_strength(model_dir, dest, strength):
@@ -141,7 +139,7 @@ def test_edit_gain_from_the_manifest_scales_set_values(tiny_model_dir, tmp_path)
     strong = Editor.load(gained, backend="onnxruntime", precision="fp32")
     assert set(plain.model.edit_gains) == {1.0} and set(strong.model.edit_gains) == {2.0}
     values = np.repeat(np.array([[0.0], [0.5], [1.0]], np.float32), len(strong.attribute_names), 1)
-    np.testing.assert_allclose(strong.decoder_values(values), 2 * values - 0.5)
+    np.testing.assert_allclose(strong._targets(values, np.zeros_like(values), None)[0], 2 * values - 0.5)
     imgs = faces(3, seed=7)
     # value 1 at gain 2 is value 1.5 at gain 1; faces' own (unset) attributes are untouched by the gain
     np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1.5}))
@@ -159,7 +157,7 @@ def test_per_attribute_gain_scales_only_its_attribute(tiny_model_dir, tmp_path):
     ones = np.ones((2, len(strong.attribute_names)), np.float32)
     expected = ones.copy()
     expected[:, i] = 1.5
-    np.testing.assert_allclose(strong.decoder_values(ones), expected)
+    np.testing.assert_allclose(strong._targets(ones, np.zeros_like(ones), None)[0], expected)
     imgs = faces(3, seed=8)
     np.testing.assert_array_equal(strong.edit(imgs, {"smiling": 1}), plain.edit(imgs, {"smiling": 1.5}))
     np.testing.assert_array_equal(strong.edit(imgs, {"young": 1}), plain.edit(imgs, {"young": 1}))
@@ -183,13 +181,6 @@ def test_sample_draws_from_the_fitted_latent_prior(editor, tiny_model_dir):
     assert np.all(np.abs(z.mean(0) - mean) < 0.1 * scale + 1e-3)
     np.testing.assert_allclose(z.std(0), scale, rtol=0.1, atol=1e-3)
     assert editor.sample(2, seed=3).shape == (2, 64, 64, 3)
-
-
-def _rows(ed, imgs):
-    from faceedit.engine.tensors import to_tensor
-    t, m = ed.change_vectors({"smiling": 1, "bald": 0.5})
-    n = len(imgs)
-    return to_tensor(list(imgs), ed.size), np.tile(t, (n, 1)), np.tile(m, (n, 1))
 
 
 def test_sample_is_seeded(editor):
@@ -283,6 +274,12 @@ def test_an_edit_request_is_resolved_once_and_passes_through(monkeypatch):
     req = editor.request({"SMILING": 1, "young": 0.25})
     assert isinstance(req, EditRequest) and req.values == {"Smiling": 1.0, "Young": 0.25}
     assert editor.request(req) is req
+    # the edit's options ride on the request; each can only turn a step off (or raw on) for this request
+    assert req.options == (True, True, True, False)  # auto_strength, implied, filtered, raw
+    off = editor.request(req, auto_strength=False, raw=True)
+    assert off is not req and off.options == (False, True, True, True) and off.values == req.values
+    assert editor.request(off) is off and editor.request(off, auto_strength=True).auto_strength is False
+    assert editor.request({"young": 1}, implied=False, filtered=False).options == (True, False, False, False)
     with pytest.raises(EngineError, match="Did you mean .smiling"):
         editor.request({"smilng": 1})
     calls = []
@@ -294,3 +291,32 @@ def test_an_edit_request_is_resolved_once_and_passes_through(monkeypatch):
         outs = list(run_jobs(PhotoEditor(editor), [Job(src, Path(d) / "b.png", False)], req, aligned=True))
         assert outs[0].error is None and outs[0].written.is_file()
     assert calls == []  # the request was not resolved again on its way to the decoder
+
+
+def test_one_request_per_crop_each_with_its_own_values_and_options():
+    """edit_crops with a list of requests (values and options differing row to row) gives each crop exactly
+    what it gets alone; and a request's option is the same edit as an Editor loaded with that step off. The
+    shipped model: it has auto strength, implied rules and an edit filter."""
+    ed = Editor.load(backend="onnxruntime", precision="fp32")
+    crops = list(ed.sample(6, {"young": 0, "male": 1}, seed=3))
+    asks = [ed.request({"young": 1}), ed.request({"black_hair": 1}, filtered=False),
+            ed.request({"mustache": 1}, implied=False), ed.request({"young": 1}, auto_strength=False),
+            ed.request({"smiling": 0}, raw=True), ed.request({"bald": 1})]
+    mixed = ed.edit_crops(crops, asks)
+    n, a, s = len(crops), len(ed.attribute_names), ed.size
+    assert len(mixed.images) == n and mixed.before.shape == mixed.multipliers.shape == mixed.implied.shape == (n, a)
+    assert mixed.edited.shape == mixed.reconstruction.shape == mixed.result.shape == (n, 3, s, s)
+    assert mixed.implied.dtype == bool and (mixed.multipliers[3] == 1).all()  # fixed strength: never pushed
+    np.testing.assert_array_equal(mixed.result[4], mixed.edited[4])  # raw: the decoder's output is the result
+    for i, (crop, r) in enumerate(zip(crops, asks)):
+        alone = ed.edit_crops([crop], r)
+        np.testing.assert_array_equal(mixed.images[i], alone.images[0], err_msg=f"row {i}")
+        for name in ("before", "edited", "reconstruction", "result", "multipliers", "implied"):
+            np.testing.assert_allclose(getattr(mixed, name)[i], getattr(alone, name)[0], atol=1e-5, err_msg=name)
+    with pytest.raises(EngineError, match="2 edit requests for 6 crops"):
+        ed.edit_crops(crops, asks[:2])
+    for option, switch in (("auto_strength", "auto_strength"), ("implied", "implied"), ("filtered", "edit_filter")):
+        off = Editor.load(backend="onnxruntime", precision="fp32", **{switch: False})
+        for change in ({"young": 1}, {"black_hair": 1}, {"mustache": 1}):
+            np.testing.assert_array_equal(np.stack(ed.edit(crops, ed.request(change, **{option: False}))),
+                                          np.stack(off.edit(crops, change)), err_msg=f"{option} {change}")

@@ -62,22 +62,19 @@ def test_64_threads_x_100_requests_each_get_their_own_result(editor):
 
 
 class SlowEditor:
-    """Wraps an Editor; run_edit waits for a gate, so the queue fills deterministically."""
+    """Wraps an Editor; edit_crops waits for a gate, so the queue fills deterministically."""
 
     def __init__(self, editor):
         self.editor, self.gate, self.calls = editor, threading.Event(), 0
         self.size = editor.size
 
-    def change_vectors(self, changes):
-        return self.editor.change_vectors(changes)
+    def request(self, changes, **options):
+        return self.editor.request(changes, **options)
 
-    def run_edit(self, *a):
+    def edit_crops(self, *a):
         self.calls += 1
         self.gate.wait(30)
-        return self.editor.run_edit(*a)
-
-    def finish(self, *a):
-        return self.editor.finish(*a)
+        return self.editor.edit_crops(*a)
 
 
 def test_full_queue_raises_overloaded_then_drains(editor):
@@ -109,7 +106,7 @@ def test_bad_request_fails_alone_at_submit(editor):
 
 def test_model_failure_reaches_every_caller_in_the_batch(editor):
     class Broken(SlowEditor):
-        def run_edit(self, *a):
+        def edit_crops(self, *a):
             raise RuntimeError("device lost")
     b = DynamicBatcher(Broken(editor), max_batch=8, max_delay_ms=20)
     futs = [b.submit(crops(1)[0], {"young": 1}) for _ in range(5)]
@@ -145,3 +142,27 @@ def test_close_can_cancel_pending(editor):
     assert not closer.is_alive()
     assert futs[0].result(timeout=10) is not None  # the running one finishes
     assert sum(f.cancelled() for f in futs) == 5
+
+
+def test_job_batcher_reports_mix_options_in_one_batch_and_each_gets_its_own_edit():
+    """submit_report rows with different options share one batch (the Editor groups them); each caller gets the
+    one-row CropEdits of its crop edited alone, its post step applied, and the head's reading of that result."""
+    from faceedit.engine.job_batcher import JobBatcher
+    ed = Editor.load(backend="onnxruntime", precision="fp32")  # the shipped model: auto strength, rules, filter
+    faces = list(ed.sample(4, {"young": 0, "male": 1}, seed=1))
+    asks = [ed.request({"young": 1}), ed.request({"black_hair": 1}, filtered=False, raw=True),
+            ed.request({"mustache": 1}, implied=False), ed.request({"young": 1}, auto_strength=False)]
+    posts = [None, lambda im: np.ascontiguousarray(im[:, ::-1]), None, None]
+    with JobBatcher(ed, max_batch=16, max_delay_ms=300) as b:
+        futures = [b.submit_report(f, r, post=p) for f, r, p in zip(faces, asks, posts)]
+        reports = [fu.result(timeout=60) for fu in futures]
+    assert b.stats["batches"] == 1 and b.stats["rows"] == 4, b.stats
+    for face, r, post, got in zip(faces, asks, posts, reports):
+        alone = ed.edit_crops([face], r)
+        want = post(alone.images[0]) if post else alone.images[0]
+        assert len(got) == 1
+        np.testing.assert_array_equal(got.images[0], want)
+        np.testing.assert_array_equal(got.multipliers, alone.multipliers)
+        np.testing.assert_array_equal(got.implied, alone.implied)
+        np.testing.assert_allclose(got.before, alone.before, atol=1e-5)
+        np.testing.assert_allclose(got.after, ed.attributes([want]), atol=1e-5)

@@ -92,7 +92,10 @@ def test_engine_edit_equals_naming_the_implied_attributes_yourself(implied_model
     got = implied.edit(faces, {"mustache": 1})
     np.testing.assert_array_equal(got, literal.edit(faces, {"mustache": 1, "male": 1, "no_beard": 0}))
     assert not np.array_equal(got, literal.edit(faces, {"mustache": 1}))  # the rules changed the picture
-    out = implied.edit_crops(list(faces), *implied.change_vectors({"mustache": 1}))
+    # the request's option is the literal editor's edit, on the one implied editor
+    np.testing.assert_array_equal(implied.edit(faces, implied.request({"mustache": 1}, implied=False)),
+                                  literal.edit(faces, {"mustache": 1}))
+    out = implied.edit_crops(list(faces), implied.request({"mustache": 1}))
     assert out.implied[:, col["Male"]].all() and out.implied[:, col["No_Beard"]].all()
     assert out.implied.sum() == 2 * len(faces)
     # a partial value asks for a partial edit: nothing implied

@@ -226,6 +226,44 @@ def test_edit_matches_the_cli_and_changes_only_the_face(server, astronaut_bytes,
     assert np.abs(ref.photo.rgb.astype(int) - out).max() <= 2
 
 
+def test_cli_service_and_editor_paths_give_the_same_bytes():
+    """One edit path from request to pixels: `faceedit run`'s PhotoEditor.edit, the service's FaceService.edit
+    (through its JobBatcher, in process, no HTTP; the requests in flight together, options differing) and a
+    direct Editor.edit_crops pasted by PhotoEditor.finish_photo give the same photo, PNG byte for byte."""
+    import asyncio
+
+    from skimage.data import astronaut as skimage_astronaut
+
+    from faceedit.engine.imageio import Photo
+    from faceedit.serve.service import FaceService, ServiceConfig, encode_image
+    rgb = skimage_astronaut()
+    svc = FaceService(ServiceConfig(max_delay_ms=100))
+    try:
+        ed, pe = svc.editor, svc.photo_editor
+        asks = [ed.request({"smiling": 0}), ed.request({"black_hair": 1}, filtered=False),
+                ed.request({"mustache": 1}, implied=False, auto_strength=False), ed.request({"young": 1}, raw=True)]
+
+        async def together():
+            return await asyncio.gather(*(svc.edit(png(rgb), r) for r in asks))
+        served = asyncio.run(together())
+        for r, (encoded, fmt, size, found, faces) in zip(asks, served):
+            cli = pe.edit([Photo(rgb, None)], r)[0]
+            jobs = pe.prepare(Photo(rgb, None))
+            edits = ed.edit_crops([j.crop for j in jobs], r)
+            images = [pe.finish_crop(j, im, r) for j, im in zip(jobs, edits.images)]
+            direct = pe.finish_photo(Photo(rgb, None), jobs, edits.finished(images, ed.attributes(images)))
+            assert fmt == "PNG" and size == rgb.shape[:2] and found == 1 and len(faces) == len(cli.faces) == 1
+            for photo in (cli.photo, direct.photo):
+                assert encode_image(photo.rgb, None, "PNG") == encoded, r.values
+            assert not np.array_equal(cli.photo.rgb, rgb)
+            for a, b in ((faces[0], cli.faces[0]), (direct.faces[0], cli.faces[0])):
+                assert (a.box, a.how, a.pushed, a.implied) == (b.box, b.how, b.pushed, b.implied)
+                np.testing.assert_allclose(list(a.before.values()), list(b.before.values()), atol=1e-5)
+                np.testing.assert_allclose(list(a.after.values()), list(b.after.values()), atol=1e-5)
+    finally:
+        svc.close()
+
+
 def test_edit_formats_options_and_face_choice(server, astronaut_bytes):
     for fmt, magic in (("jpeg", b"\xff\xd8"), ("webp", b"RIFF")):
         code, _, body = post(server.url + f"/v1/edit?set=young=1&format={fmt}", astronaut_bytes)

@@ -82,17 +82,19 @@ def test_engine_edit_is_the_first_fixed_strength_edit_the_head_reads_as_asked(au
     for i, face in enumerate(faces):
         # multiplier m on the gain = user value 0.5 + m (1 - 0.5) at fixed strength
         for m in multipliers_up_to(3.0):
-            out = fixed.edit_crops([face], np.array([0.5 + m * 0.5]) * (np.arange(len(fixed.attribute_names)) == young),
-                                   (np.arange(len(fixed.attribute_names)) == young).astype(np.float32))
-            # edited_small: the residual result at model size, what the head judges
-            if fixed.run_attributes(out.edited_small)[0, young] > 0.5 or m == 3.0:
+            out = fixed.edit_crops([face], fixed.request({"young": 0.5 + m * 0.5}))
+            # result: the residual result at model size, what the head judges
+            if fixed.run_attributes(out.result)[0, young] > 0.5 or m == 3.0:
                 break
         pushed += m > 1
         np.testing.assert_array_equal(got[i], out.images[0], err_msg=f"face {i}, expected multiplier {m}")
     assert 0 < pushed < len(faces), pushed  # some landed at once, some needed pushing
     np.testing.assert_array_equal(fixed.edit(faces[:4], {"young": 1}),
-                                  np.stack([fixed.edit_crops([f], *fixed.change_vectors({"young": 1})).images[0]
+                                  np.stack([fixed.edit_crops([f], fixed.request({"young": 1})).images[0]
                                             for f in faces[:4]]))
+    # the request's option is the fixed editor's edit, on the one auto editor
+    np.testing.assert_array_equal(auto.edit(faces, auto.request({"young": 1}, auto_strength=False)),
+                                  fixed.edit(faces, {"young": 1}))
 
 
 def test_bench_times_auto_strength_against_fixed(auto_model):

@@ -127,37 +127,35 @@ def measure_auto_strength(auto, plan, log) -> dict:
     import numpy as np
 
     from faceedit.bench.timing import measure, summarize
-    from faceedit.engine.editor import MAX_BATCH, Editor
+    from faceedit.engine.editor import MAX_BATCH
     if auto is None or not auto.auto_strength:
         return {"absent": "the model has no auto strength (or no editor loaded)"}
     tops = list(auto.model.edit_tops)
     k = int(np.argmax(tops))
     name = auto.attribute_names[k]
-    fixed = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False)
     n = 64
     crops = auto.sample(n, seed=0)
-    target = np.zeros((n, len(tops)), np.float32)
-    mask = np.zeros_like(target)
-    target[:, k] = (auto.attributes(crops)[:, k] <= 0.5).astype(np.float32)
-    mask[:, k] = 1.0
+    flips = (auto.attributes(crops)[:, k] <= 0.5).astype(np.float32)
+    # one request per face (its own flip), with auto strength and with it turned off, on the one editor
+    asked = {label: [auto.request({name: float(v)}, auto_strength=label == "auto") for v in flips]
+             for label in ("fixed", "auto")}
     pushed = float(np.mean([not np.array_equal(a, b) for a, b in zip(
-        auto.edit_crops(list(crops), target, mask).images, fixed.edit_crops(list(crops), target, mask).images)]))
+        auto.edit_crops(list(crops), asked["auto"]).images, auto.edit_crops(list(crops), asked["fixed"]).images)]))
     out = {"editor": auto.describe(), "attribute": name, "top_multiplier": tops[k], "faces": n,
            "share_pushed": round(pushed, 4)}
     big = min(MAX_BATCH, max(plan.batches))
-    for label, ed in (("fixed", fixed), ("auto", auto)):
+    for label in ("fixed", "auto"):
         for b in (1, big):
             turn = iter(range(10 ** 9))
 
-            def call(b=b, ed=ed):  # cycle through the faces so pushed and landed ones mix as they come
+            def call(b=b, requests=asked[label]):  # cycle through the faces so pushed and landed ones mix as they come
                 i = next(turn) * b % n
                 rows = [(i + j) % n for j in range(b)]
-                ed.edit_crops([crops[r] for r in rows], target[rows], mask[rows])
+                auto.edit_crops([crops[r] for r in rows], [requests[r] for r in rows])
             out[f"{label}_batch_{b}"] = summarize(measure(call, plan.budget), b)
     log(f"auto strength ({name}, up to x{tops[k]:g}; {pushed:.0%} of flips pushed): batch 1 p50 "
         f"{out['fixed_batch_1']['p50_ms']:.3g} -> {out['auto_batch_1']['p50_ms']:.3g} ms, batch {big} "
         f"{out[f'fixed_batch_{big}']['throughput_ips']:.0f} -> {out[f'auto_batch_{big}']['throughput_ips']:.0f} img/s")
-    del fixed
     return out
 
 
@@ -167,28 +165,25 @@ def measure_edit_filter(auto, plan, log) -> dict:
     import numpy as np
 
     from faceedit.bench.timing import measure, summarize
-    from faceedit.engine.editor import MAX_BATCH, Editor
+    from faceedit.engine.editor import MAX_BATCH
     if auto is None or not auto.edit_filter:
         return {"absent": "the model has no edit filter (or no editor loaded)"}
-    k = next(i for i, f in enumerate(auto._filter.filters) if f is not None)
-    name, a = auto.attribute_names[k], len(auto.attribute_names)
-    on = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False)
-    off = Editor.load(auto.model, backend=auto.backend.name, precision=auto.precision, auto_strength=False,
-                      edit_filter=False)
+    k = next(i for i, f in enumerate(auto.attribute_filters) if f is not None)
+    name = auto.attribute_names[k]
     n = 32
     crops = list(auto.sample(n, seed=0))
-    target, mask = np.zeros((n, a), np.float32), np.zeros((n, a), np.float32)
-    target[:, k] = (auto.attributes(np.stack(crops))[:, k] <= 0.5).astype(np.float32)
-    mask[:, k] = 1.0
-    out = {"editor": on.describe(), "attribute": name, "filter": auto._filter.filters[k].to_dict(), "faces": n}
+    flips = (auto.attributes(np.stack(crops))[:, k] <= 0.5).astype(np.float32)
+    # fixed strength both ways, the filter on and off: request options on the one editor
+    asked = {label: [auto.request({name: float(v)}, auto_strength=False, filtered=label == "on") for v in flips]
+             for label in ("off", "on")}
+    out = {"editor": auto.describe(), "attribute": name, "filter": auto.attribute_filters[k].to_dict(), "faces": n}
     big = min(MAX_BATCH, max(plan.batches))
-    for label, ed in (("off", off), ("on", on)):
+    for label in ("off", "on"):
         for b in (1, big):
-            out[f"{label}_batch_{b}"] = summarize(measure(lambda b=b, ed=ed: ed.edit_crops(
-                crops[:b], target[:b], mask[:b]), plan.budget), b)
+            out[f"{label}_batch_{b}"] = summarize(measure(lambda b=b, requests=asked[label]: auto.edit_crops(
+                crops[:b], requests[:b]), plan.budget), b)
     log(f"edit filter ({name}): batch 1 p50 {out['off_batch_1']['p50_ms']:.3g} -> {out['on_batch_1']['p50_ms']:.3g} ms, "
         f"batch {big} {out[f'off_batch_{big}']['throughput_ips']:.0f} -> {out[f'on_batch_{big}']['throughput_ips']:.0f} img/s")
-    del on, off
     return out
 
 

@@ -44,13 +44,11 @@ def register(app: typer.Typer):
                 failures += 1
                 typer.secho(f"error: {src.name}: {str(e).splitlines()[0]}", fg="red", err=True)
                 continue
-            crops = [c for c, _, _ in prepared if c is not None]  # None: found, too small to edit
-            probs = iter(editor.attributes(crops) if crops else [])
-            faces = []
-            for crop, _, info in prepared:
-                if crop is not None:
-                    info.before = dict(zip(editor.attribute_names, map(float, next(probs))))
-                faces.append(info)
+            editable = [j for j in prepared if j.editable]  # the others: found, too small to read
+            probs = editor.attributes([j.crop for j in editable]) if editable else []
+            for j, p in zip(editable, probs):
+                j.face.before = dict(zip(editor.attribute_names, map(float, p)))
+            faces = [j.face for j in prepared]
             if as_json:
                 report.append({"image": str(src), "faces": [face_dict(f, False) for f in faces]})
                 continue

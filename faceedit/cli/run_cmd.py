@@ -40,16 +40,23 @@ def register(app: typer.Typer):
         which = parse_face_choice(face)
         inputs, batch = files.collect_inputs(image)
         jobs = files.plan_outputs(inputs, out, batch)
-        editor = load_editor(model, backend, precision, auto_strength=not fixed_strength, implied=not literal,
-                             edit_filter=not unfiltered)
-        request = editor.request(changes)  # resolved once; this object travels down to the decoder
+        editor = load_editor(model, backend, precision)
+        # resolved once, with this run's options; this object travels down to the decoder
+        request = editor.request(changes, raw=raw, auto_strength=not fixed_strength, implied=not literal,
+                                 filtered=not unfiltered)
+        # the line above describes what the model can do; say which of it this run's options leave out
+        off = [step for step, has, on in (("auto strength", editor.auto_strength, request.auto_strength),
+                                          ("implied attributes", editor.implied, request.implied),
+                                          ("edit filter", editor.edit_filter, request.filtered)) if has and not on]
+        if off:
+            typer.echo("turned off for this run: " + ", ".join(off), err=True)
         changed = request.changed
         for name, rate, split in editor.model.weak_edits(sorted(changed)):
             typer.secho(f"note: {name} edits landed on {rate:.0%} of the {split} faces this model was measured on; "
                         "expect little change or artefacts", fg="yellow", err=True)
         pe = PhotoEditor(editor, detector_model, detector)
         failures, report = 0, []
-        for o in files.run_jobs(pe, jobs, request, which, aligned, raw, int(max_pixels * 1e6)):
+        for o in files.run_jobs(pe, jobs, request, which, aligned, int(max_pixels * 1e6)):
             if o.error is not None:
                 failures += 1
                 msg = str(o.error).splitlines()[0]

@@ -5,9 +5,9 @@
         edited = future.result()
 
 A worker takes the first waiting request, then keeps collecting until max_batch rows or max_delay_ms have
-passed, runs them as one backend call (each row with its own edit), and resolves each caller's own future.
-Callers validate and resize their own images before queueing, so one bad request never fails a batch and the
-worker only runs the model. The queue is bounded: when full, submit raises Overloaded at once."""
+passed, runs them as one Editor.edit_crops call (each row with its own EditRequest: values and options), and
+resolves each caller's own future. Callers validate their own images and requests before queueing, so one bad
+request never fails a batch. The queue is bounded: when full, submit raises Overloaded at once."""
 from __future__ import annotations
 
 import queue
@@ -20,17 +20,15 @@ import numpy as np
 
 from faceedit.engine import tensors
 from faceedit.engine.errors import BatcherClosed, EngineError, Overloaded
+from faceedit.engine.request import EditRequest
 
 _STOP = object()
 
 
 @dataclass
 class _Request:
-    crop: np.ndarray
-    x: np.ndarray        # [3,S,S] float32, prepared by the caller
-    target: np.ndarray
-    mask: np.ndarray
-    raw: bool
+    crop: np.ndarray        # HxWx3 uint8, checked by the caller
+    request: EditRequest    # resolved by the caller
     future: Future
 
 
@@ -55,18 +53,17 @@ class DynamicBatcher:
             t.start()
 
     # ---- callers -------------------------------------------------------------------------------------
-    def submit(self, image, changes: dict | None = None, raw: bool = False) -> Future:
+    def submit(self, image, changes=None, raw: bool = False) -> Future:
         """Queue one edit of one aligned face crop; returns a Future of the edited crop (uint8, same size).
-        Raises EngineError for a bad image or change, Overloaded when the queue is full, BatcherClosed
-        after close()."""
+        changes: a dict or an EditRequest (with its options). Raises EngineError for a bad image or change,
+        Overloaded when the queue is full, BatcherClosed after close()."""
         if self._closed:
             raise BatcherClosed("the batcher is closed")
         crop = tensors.as_rgb(image)
-        target, mask = self.editor.change_vectors(changes)
-        x = tensors.to_tensor([crop], self.editor.size)[0]
+        request = self.editor.request(changes, raw=raw)
         fut: Future = Future()
         try:
-            self._queue.put_nowait(_Request(crop, x, target, mask, raw, fut))
+            self._queue.put_nowait(_Request(crop, request, fut))
         except queue.Full:
             self.stats["rejected"] += 1
             raise Overloaded(f"the batcher's queue is full ({self.max_queue} requests waiting): retry later, or "
@@ -76,7 +73,7 @@ class DynamicBatcher:
                 raise BatcherClosed("the batcher is closed")
         return fut
 
-    def edit(self, image, changes: dict | None = None, raw: bool = False, timeout: float | None = None):
+    def edit(self, image, changes=None, raw: bool = False, timeout: float | None = None):
         """submit() and wait: the blocking call a request handler makes."""
         return self.submit(image, changes, raw).result(timeout)
 
@@ -109,22 +106,16 @@ class DynamicBatcher:
                 self._run(live)
 
     def _run(self, batch: list[_Request]):
-        try:
-            x = np.stack([r.x for r in batch])
-            target = np.stack([r.target for r in batch])
-            mask = np.stack([r.mask for r in batch])
-            edited, recon, _ = self.editor.run_edit(x, target, mask)
+        try:  # one call for the batch: the Editor groups rows by their options
+            out = self.editor.edit_crops([r.crop for r in batch], [r.request for r in batch])
             self.stats["batches"] += 1
             self.stats["rows"] += len(batch)
         except BaseException as e:  # the model failed: every caller in this batch gets the error
             for r in batch:
                 r.future.set_exception(e)
             return
-        for i, r in enumerate(batch):
-            try:
-                r.future.set_result(self.editor.finish(r.crop, edited[i], recon[i], r.raw, r.mask))
-            except BaseException as e:
-                r.future.set_exception(e)
+        for r, image in zip(batch, out.images):
+            r.future.set_result(image)
 
     # ---- shutdown ----------------------------------------------------------------------------------
     def close(self, wait: bool = True, cancel_pending: bool = False):

@@ -10,11 +10,16 @@ Edits use the model's auto strength where its manifest has one (faceedit.core.st
 head does not see land is pushed harder); Editor.load(auto_strength=False) keeps every edit at its gain.
 Where the manifest has implied attributes (faceedit.core.implied), an attribute set fully on or off also sets what
 every training face with that value has (a mustache: male, with facial hair); Editor.load(implied=False)
-edits only the attributes named."""
+edits only the attributes named. Those switches say what this Editor can do; one edit's EditRequest
+(Editor.request(changes, auto_strength=False, implied=False, filtered=False, raw=True)) can turn a step off for
+that edit alone.
+
+Every edit of crops goes one way, Editor.edit_crops(crops, request) -> CropEdits: attributes -> target ->
+strength -> decode -> residual -> filter -> result. edit, reconstruct and sample are thin wrappers over it
+(sample: its target and decode steps)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,20 +29,12 @@ from faceedit.engine.edit_filter import EditFilter
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
 from faceedit.engine.request import EditRequest
+from faceedit.engine.results import CropEdits
 from faceedit.core.model_dir import ModelInfo
 from faceedit.core.implied import apply_implied, implied_changes
 from faceedit.core.strength import auto_multipliers, pushable
 
 MAX_BATCH = 32             # rows per backend call: bounds memory; the batcher never sends more
-
-
-@dataclass
-class EditOutput:
-    images: list            # uint8 crops at their own sizes
-    before: np.ndarray      # [N, A] attribute probabilities of the inputs
-    edited_small: np.ndarray  # [N, 3, S, S] the model-size result (residual or raw), for the attribute head
-    multipliers: np.ndarray | None = None  # [N, A] auto strength's multiplier on each gain (1: rendered once)
-    implied: np.ndarray | None = None      # [N, A] bool: attributes the edit set by an implied rule, where the face read otherwise
 
 
 class Editor:
@@ -53,7 +50,7 @@ class Editor:
         self._lock = threading.Lock()
         self._prior = None
         self.fused = backend.has(model, "editor", precision)
-        self._gains = np.asarray(model.edit_gains, np.float32)  # decoder_values runs on every edit
+        self._gains = np.asarray(model.edit_gains, np.float32)  # the target step runs on every edit
         self._tops = np.asarray(model.edit_tops or [1.0] * len(self.attribute_names), np.float32)
         self.auto_strength = auto_strength and bool((self._tops > 1).any())
         self._implied = model.implied if implied else None
@@ -130,64 +127,150 @@ class Editor:
         for name in (("editor",) if self.fused else ("encoder", "decoder")) + ("attributes",):
             self._graph(name)
 
+    @property
+    def attribute_filters(self) -> list:
+        """Per attribute: the GuidedFilter an edit of it alone gets (engine.edit_filter), else None."""
+        return list(self._filter.filters) if self._filter is not None else [None] * len(self.attribute_names)
+
     def describe(self) -> str:
         return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
                 + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else "")
                 + (", edit filter" if self.edit_filter else ""))
 
-    # ---- attribute vectors -------------------------------------------------------------------------
-    def request(self, changes) -> EditRequest:
-        """{"young": 1, "smiling": 0.3} (or an EditRequest) -> the EditRequest every edit method takes: names
-        matched and values checked once. Unknown names and values outside -1..2 raise EngineError."""
-        return EditRequest.resolve(changes, self.attribute_names)
+    # ---- requests ------------------------------------------------------------------------------------
+    def request(self, changes, *, raw: bool = False, auto_strength: bool = True, implied: bool = True,
+                filtered: bool = True) -> EditRequest:
+        """{"young": 1, "smiling": 0.3} (or an EditRequest) -> the EditRequest every edit takes: names matched
+        and values checked once, with the edit's options (each can only turn a step off for this request; an
+        EditRequest passes through, narrowed by the options given). Unknown names and values outside -1..2
+        raise EngineError."""
+        return EditRequest.resolve(changes, self.attribute_names, raw=raw, auto_strength=auto_strength,
+                                   implied=implied, filtered=filtered)
 
-    def change_vectors(self, changes) -> tuple[np.ndarray, np.ndarray]:
-        """(target [A], mask [A]) of request(changes)."""
-        r = self.request(changes)
-        return r.target, r.mask
+    # ---- the edit of crops: one path, step by step ------------------------------------------------------
+    def edit_crops(self, crops: list, request) -> CropEdits:
+        """Edit crops (HxWx3 uint8, any size; resized to the model's). request: one EditRequest (or dict) for
+        every crop, or a list with one per crop, whose values and options may differ row to row. Rows that
+        share options run through the steps together, in chunks of MAX_BATCH; each row's result depends on
+        that row alone, so batching never changes a face's pixels."""
+        crops = list(crops)
+        if not crops:
+            return CropEdits.empty(len(self.attribute_names), self.size)
+        requests = self._per_row(request, len(crops))
+        x = tensors.to_tensor(crops, self.size)
+        parts, order = [], []
+        for rows in self._option_groups(requests):
+            opts = requests[rows[0]]  # every row of the group has these options
+            target = np.stack([requests[i].target for i in rows])
+            mask = np.stack([requests[i].mask for i in rows])
+            for c in range(0, len(rows), MAX_BATCH):  # bounds memory; the backend never sees more rows
+                chunk = rows[c:c + MAX_BATCH]
+                # one group of rows in order (a photo's faces): slices, not copies
+                picked = slice(chunk[0], chunk[-1] + 1) if chunk[-1] - chunk[0] == len(chunk) - 1 else chunk
+                parts.append(self._edit_rows([crops[i] for i in chunk], x[picked], target[c:c + MAX_BATCH],
+                                             mask[c:c + MAX_BATCH], opts))
+            order.extend(rows)
+        out = CropEdits.concat(parts)
+        return out if order == sorted(order) else out.take(np.argsort(order))  # back in the crops' order
 
-    # ---- the model, on tensors -----------------------------------------------------------------------
-    def run_edit(self, x: np.ndarray, target: np.ndarray, mask: np.ndarray):
-        """x [N,3,S,S], target/mask [N,A] user values -> (edited, reconstruction, probabilities), in chunks of
-        MAX_BATCH. With auto strength, rows whose residual result the attribute head does not read as asked
-        are rendered again, harder (faceedit.core.strength); each row's result depends on that row alone."""
-        return self.run_edit_with_strength(x, target, mask)[:3]
+    def _edit_rows(self, crops, x, target, mask, opts: EditRequest) -> CropEdits:
+        """Up to MAX_BATCH rows with the same options, through the steps: attributes -> target -> strength ->
+        decode (in _render and _strength) -> residual -> filter -> result."""
+        implied = self._implied if opts.implied else None  # a request can turn a step off, never on
+        filt = self._filter if opts.filtered else None
+        # attributes, target, strength, decode: rendered once, or again harder where the edit did not land
+        edited, recon, before, mult = self._strength(x, target, mask, implied, filt, opts.auto_strength)
+        delta = edited - recon  # residual: what the edit changed, at model size
+        # filter: its coefficients once per row, for the model-size result and the crop-size one alike
+        coefs = self._filter_coefficients(x, delta, mask, None if opts.raw else filt)
+        # result: at model size (what the attribute head judges) and at each crop's own size (what the user gets)
+        result = edited if opts.raw else self._result_at_model_size(x, delta, mask, filt, coefs)
+        images = [self._result_at_crop_size(c, edited[i], delta[i], coefs[i], opts.raw) for i, c in enumerate(crops)]
+        return CropEdits(images, before, edited, recon, result, mult, implied_changes(implied, target, mask, before))
 
-    def run_edit_with_strength(self, x, target, mask):
-        """run_edit, plus the multipliers [N, A] auto strength ended at."""
-        if len(x) > MAX_BATCH:
-            parts = [self.run_edit_with_strength(x[i:i + MAX_BATCH], target[i:i + MAX_BATCH], mask[i:i + MAX_BATCH])
-                     for i in range(0, len(x), MAX_BATCH)]
-            return tuple(np.concatenate(p) for p in zip(*parts))
-        if not (self.auto_strength and pushable(target, mask, self._tops).any()):
-            return (*self._render(x, target, mask), np.ones(target.shape, np.float32))
+    def _per_row(self, request, n: int) -> list[EditRequest]:
+        """One EditRequest per crop (resolved here where given as dicts)."""
+        if request is None or isinstance(request, (dict, EditRequest)):
+            return [self.request(request)] * n
+        rows = [self.request(r) for r in request]
+        if len(rows) != n:
+            raise EngineError(f"{len(rows)} edit requests for {n} crops: give one for all, or one per crop")
+        return rows
+
+    @staticmethod
+    def _option_groups(requests: list) -> list[list[int]]:
+        """Row indices grouped by options (one group when every row shares them, as a photo's faces do)."""
+        groups: dict = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.options, []).append(i)
+        return list(groups.values())
+
+    def _targets(self, values, mask, implied, multipliers=None):
+        """target step: user values [N, A] -> the decoder's attribute inputs at this model's edit gain (times
+        auto strength's multipliers), plus what the implied rules set (at plain 0/1; they count as set)."""
+        gains = self._gains if multipliers is None else self._gains * np.asarray(multipliers, np.float32)
+        return apply_implied(implied, np.asarray(decoder_value(values, gains), np.float32), mask, values, mask)
+
+    def _render(self, x, target, mask, implied, multipliers=None):
+        """One pass of the model over rows x: -> (edited, reconstruction, before: the input's attributes)."""
+        values, mask = self._targets(target, mask, implied, multipliers)
+        if self.fused:  # attributes, the face's own values and both decodes in one graph call
+            return tuple(self._graph("editor").run({"image": x, "target": values, "mask": mask}))
+        # no fused graph at this precision (int8 has none): the same maths from the three graphs
+        mu = self._graph("encoder").run({"image": x})[0]
+        before = self._graph("attributes").run({"image": x})[0]
+        source = (before > 0.5).astype(np.float32)
+        y = mask * values + (1 - mask) * source
+        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})[0]
+        n = len(x)
+        return both[:n], both[n:], before
+
+    def _strength(self, x, target, mask, implied, filt, auto: bool):
+        """strength + decode: every row rendered at its gain; with auto strength (the model's and the
+        request's), rows whose result the attribute head does not read as asked are rendered again, harder
+        (faceedit.core.strength), judged on the residual the user would get. -> (edited, reconstruction,
+        before, multipliers [N, A])."""
+        if not (auto and self.auto_strength and pushable(target, mask, self._tops).any()):
+            return (*self._render(x, target, mask, implied), np.ones(target.shape, np.float32))
         out = []
 
         def render(rows, mult):
-            edited, recon, probs = self._render(x[rows], target[rows], mask[rows], mult)
+            edited, recon, before = self._render(x[rows], target[rows], mask[rows], implied, mult)
             if not out:  # the first call renders every row
-                out.extend((edited, recon, probs))
+                out.extend((edited, recon, before))
             else:
                 out[0][rows] = edited
-            return self.residual(x[rows], edited, recon, mask[rows])
+            return self._result_at_model_size(x[rows], edited - recon, mask[rows], filt)
         mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
         return (*out, mult)
 
-    def _render(self, x, target, mask, multipliers=None):
-        """One pass of the model: user values -> decoder inputs at gain x multiplier (plus the implied
-        attributes, at plain 0/1), edited and reconstructed."""
-        target, mask = apply_implied(self._implied, self.decoder_values(target, multipliers), mask, target, mask)
-        if self.fused:
-            return tuple(self._graph("editor").run({"image": x, "target": target, "mask": mask}))
-        # no fused graph at this precision (int8 has none): the same maths from the three graphs
-        mu = self._graph("encoder").run({"image": x})[0]
-        probs = self._graph("attributes").run({"image": x})[0]
-        source = (probs > 0.5).astype(np.float32)
-        y = mask * target + (1 - mask) * source
-        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})[0]
-        n = len(x)
-        return both[:n], both[n:], probs
+    @staticmethod
+    def _filter_coefficients(x, delta, mask, filt) -> list:
+        """filter step: per row, (its GuidedFilter, coefficients) where the attributes set are filtered, else
+        None (engine.edit_filter)."""
+        return filt.row_coefficients(x, delta, mask) if filt is not None else [None] * len(delta)
 
+    @staticmethod
+    def _result_at_model_size(x, delta, mask, filt, coefs=None) -> np.ndarray:
+        """The residual edit at model size [N,3,S,S]: x + the change, the change filtered by x where the filter
+        applies to the attributes set (coefs: _filter_coefficients' answer, when already computed)."""
+        if filt is not None:
+            delta = filt.filter_rows(x, delta, mask, coefs)
+        return np.clip(x + delta, -1.0, 1.0)
+
+    @staticmethod
+    def _result_at_crop_size(crop, edited, delta, coef, raw: bool) -> np.ndarray:
+        """One crop's result at its own size: crop + upsample(delta), or the raw output resized. Where the
+        row is filtered (coef), the change is rebuilt at the crop's size with the crop itself as the guide."""
+        h, w = crop.shape[:2]
+        if raw:
+            return tensors.resize(tensors.to_uint8(edited), w, h)
+        if coef is None:  # the row's attributes are not filtered: the change, upsampled
+            return tensors.apply_delta(crop, tensors.delta_at(delta, w, h))
+        f, c = coef
+        return tensors.apply_delta(crop, f.apply(c, crop) * np.float32(127.5))
+
+    # ---- the model, on tensors (the bench, sampling and the attribute reads) ---------------------------
     def draw_latents(self, n: int, seed: int | None = None) -> np.ndarray:
         """n latents where real faces sit (the export's fitted Gaussian; N(0, I) for a model without one)."""
         eps = np.random.default_rng(seed).standard_normal((n, int(np.prod(self.model.z_shape))))
@@ -199,12 +282,6 @@ class Editor:
             eps = mean + eps @ factor.T
         return eps.reshape(n, *self.model.z_shape).astype(np.float32)
 
-    def decoder_values(self, values: np.ndarray, multipliers=None) -> np.ndarray:
-        """User values [..., A] -> the decoder's attribute inputs, with this model's edit gain for each
-        attribute (attributes.decoder_value), times auto strength's multipliers [..., A] when given."""
-        gains = self._gains if multipliers is None else self._gains * np.asarray(multipliers, np.float32)
-        return np.asarray(decoder_value(values, gains), np.float32)
-
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")
         return np.concatenate([g.run({"image": x[i:i + MAX_BATCH]})[0] for i in range(0, len(x), MAX_BATCH)])
@@ -213,46 +290,6 @@ class Editor:
         g = self._graph("decoder")
         return np.concatenate([g.run({"z": z[i:i + MAX_BATCH], "attributes": attrs[i:i + MAX_BATCH]})[0]
                                for i in range(0, len(z), MAX_BATCH)])
-
-    def residual(self, x: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, mask: np.ndarray,
-                 coefs: list | None = None) -> np.ndarray:
-        """The residual edit at model size, [N,3,S,S]: x + the change (edited - reconstruction), the change
-        filtered by x where the manifest asks for it for the attributes set (mask [N,A]; engine.edit_filter;
-        coefs: the filter's row_coefficients, when already computed)."""
-        delta = edited - reconstruction
-        if self._filter is not None:
-            delta = self._filter.filter_rows(x, delta, mask, coefs)
-        return np.clip(x + delta, -1.0, 1.0)
-
-    def finish(self, crop: np.ndarray, edited: np.ndarray, reconstruction: np.ndarray, raw: bool,
-               mask: np.ndarray, coef=None) -> np.ndarray:
-        """One crop's result at its own size: crop + upsample(edited - reconstruction), or the raw output.
-        Where the edit filter applies to the attributes set (mask [A]), the change is rebuilt at the crop's size
-        with the crop itself as the guide (coef: this row's (filter, coefficients), when already computed)."""
-        h, w = crop.shape[:2]
-        if raw:
-            return tensors.resize(tensors.to_uint8(edited), w, h)
-        f = self._filter.for_row(mask) if self._filter is not None else None
-        if f is None:  # the row's attributes are not filtered: no guide to prepare
-            return tensors.apply_delta(crop, tensors.delta_at(edited - reconstruction, w, h))
-        if coef is None:
-            coef = (f, f.coefficients(tensors.to_tensor([crop], self.size), (edited - reconstruction)[None])[:, 0])
-        return tensors.apply_delta(crop, coef[0].apply(coef[1], crop) * np.float32(127.5))
-
-    def edit_crops(self, crops: list[np.ndarray], target: np.ndarray, mask: np.ndarray, raw: bool = False) -> EditOutput:
-        """The batch workhorse: crops (HxWx3 uint8), per-row target/mask [N,A] (or one row for all)."""
-        n = len(crops)
-        x = tensors.to_tensor(crops, self.size)
-        target = np.ascontiguousarray(np.broadcast_to(target, (n, len(self.attribute_names))), np.float32)
-        mask = np.ascontiguousarray(np.broadcast_to(mask, target.shape), np.float32)
-        edited, recon, probs, mult = self.run_edit_with_strength(x, target, mask)
-        # the filter's coefficients once per row, for the model-size residual and the crop-size result alike
-        coefs = (self._filter.row_coefficients(x, edited - recon, mask) if self._filter is not None and not raw
-                 else [None] * n)
-        outs = [self.finish(c, edited[i], recon[i], raw, mask[i], coefs[i]) for i, c in enumerate(crops)]
-        # what the attribute head sees of the result: the model-size residual (or raw) image
-        small = edited if raw else self.residual(x, edited, recon, mask, coefs)
-        return EditOutput(outs, probs, small, mult, implied_changes(self._implied, target, mask, probs))
 
     # ---- public API on images ----------------------------------------------------------------------
     def attributes(self, images):
@@ -263,27 +300,26 @@ class Editor:
             return {n: float(p) for n, p in zip(self.attribute_names, probs[0])}
         return probs
 
-    def edit(self, images, changes: dict, raw: bool = False):
-        """Set attributes ({"young": 1, "smiling": 0.3}); others keep the face's own. Residual by default
-        (the photo's detail kept), raw=True for the decoder's output resized to each crop's size."""
+    def edit(self, images, changes, raw: bool = False):
+        """Set attributes ({"young": 1, "smiling": 0.3}, or an EditRequest with its options); others keep the
+        face's own. Residual by default (the photo's detail kept), raw=True for the decoder's output resized to
+        each crop's size."""
         crops, form = tensors.split_batch(images)
-        target, mask = self.change_vectors(changes)
-        return tensors.join_batch(self.edit_crops(crops, target, mask, raw).images, form)
+        return tensors.join_batch(self.edit_crops(crops, self.request(changes, raw=raw)).images, form)
 
     def reconstruct(self, images):
         """The decoder's reconstruction (the face's own attributes), resized to each crop's size."""
         crops, form = tensors.split_batch(images)
-        a = len(self.attribute_names)
-        out = self.edit_crops(crops, np.zeros(a, np.float32), np.zeros(a, np.float32), raw=True)
-        return tensors.join_batch(out.images, form)
+        return tensors.join_batch(self.edit_crops(crops, self.request({}, raw=True)).images, form)
 
     def sample(self, n: int, attributes: dict | None = None, seed: int | None = None) -> np.ndarray:
         """n new faces [n, S, S, 3] uint8 with the given attributes (others at the model's defaults)."""
         if n < 1:
             raise EngineError(f"count must be at least 1, got {n}")
-        target, mask = self.change_vectors(attributes)
-        attrs = np.where(mask > 0, self.decoder_values(target), np.asarray(self.model.defaults, np.float32)).astype(np.float32)
-        attrs = apply_implied(self._implied, attrs[None], mask[None], target[None], mask[None])[0][0]  # a mustache: on a man
+        r = self.request(attributes)
+        # the same target step as an edit (gain, implied rules: a mustache on a man); unset: the defaults
+        values, mask = self._targets(r.target[None], r.mask[None], self._implied if r.implied else None)
+        attrs = np.where(mask[0] > 0, values[0], np.asarray(self.model.defaults, np.float32)).astype(np.float32)
         z = self.draw_latents(n, seed)
         images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
         return np.stack([tensors.to_uint8(t) for t in images])

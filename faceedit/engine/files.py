@@ -89,12 +89,12 @@ class Outcome:
     error: Exception | None = None
 
 
-def run_jobs(photo_editor, jobs: list[Job], changes, which="largest", aligned=False, raw=False,
+def run_jobs(photo_editor, jobs: list[Job], request, which="largest", aligned=False,
              max_pixels: int = DEFAULT_MAX_PIXELS, write: bool = True):
-    """Yield an Outcome per job, in order. Each chunk of photos is read and prepared in parallel, edited in
-    one batch, then written. A failing photo fails alone (its Outcome has the error); nothing is written
-    for it. changes: a dict or an EditRequest."""
-    changes = photo_editor.editor.request(changes)  # bad names/values fail before any file is read
+    """Yield an Outcome per job, in order. Each chunk of photos is read and prepared (PhotoEditor.prepare) in
+    parallel, edited in one batch (PhotoEditor.edit), then written. A failing photo fails alone (its Outcome
+    has the error); nothing is written for it. request: an EditRequest (with its options: raw, ...) or a dict."""
+    request = photo_editor.editor.request(request)  # bad names/values fail before any file is read
     pool = ThreadPoolExecutor(max_workers=min(cpu_cores(), CHUNK))
 
     def prepare(job):
@@ -114,7 +114,7 @@ def run_jobs(photo_editor, jobs: list[Job], changes, which="largest", aligned=Fa
                     outcomes.append(None)
                 except (EngineError, OSError) as e:
                     outcomes.append(Outcome(job, error=e))
-            edits = iter(photo_editor.edit([p for _, p, _ in ready], changes, which, aligned, raw,
+            edits = iter(photo_editor.edit([p for _, p, _ in ready], request,
                                            prepared=[prep for _, _, prep in ready]) if ready else [])
             for job, outcome in zip(chunk, outcomes):
                 if outcome is not None:

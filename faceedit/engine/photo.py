@@ -1,41 +1,78 @@
-"""Edit faces in ordinary photos: detect -> align each face to the model's crop -> edit (one batch for all
-faces of all photos) -> paste the change back through the inverse warp and a feathered mask that follows
-the face (its landmarks, where the detector gives them).
+"""Edit faces in ordinary photos, one pipeline for every front end (the CLI, the HTTP service, Ray):
 
-With aligned=True the photo is already a face in CelebA's framing (or the model's square crop itself): the
-model's crop box is taken from manifest["crop"] and no detection runs."""
+    jobs = pe.prepare(photo, which, aligned)     # detect -> choose -> align: one FaceJob per chosen face
+    edits = pe.edit_jobs(jobs, request)          # one batch on the Editor (a service: JobBatcher.submit_report)
+    result = pe.finish_photo(photo, jobs, edits) # paste each change back; each face's FaceEdit filled in
+
+A detected face is pasted back through the inverse warp and a feathered mask that follows the face (its
+landmarks, where the detector gives them). With aligned=True the photo is already a face in CelebA's framing
+(or the model's square crop itself): the model's crop box is taken from manifest["crop"] and no detection runs."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from faceedit.engine import align as A
-from faceedit.engine import tensors
 from faceedit.engine.detect import Face, make_detector
 from faceedit.engine.errors import EngineError, NoFaceFound
 from faceedit.engine.imageio import Photo
+from faceedit.engine.request import EditRequest
+from faceedit.engine.results import CropEdits, FaceEdit, PhotoEdit
+
+__all__ = ["PhotoEditor", "FaceJob", "WarpPlacement", "BoxPlacement", "FaceEdit", "PhotoEdit", "aligned_box",
+           "parse_face_choice"]
 
 # A face is edited when its crop is at least this fraction of the model's input (64 px: eyes >= 13 px
 # apart, a face ~30 px wide); smaller ones would be upscaled past what the edit can add detail to.
 MIN_EDIT_SCALE = 0.75
 
 
-@dataclass
-class FaceEdit:
-    box: tuple                 # x, y, w, h of the face (or the crop box, for aligned inputs)
-    how: str                   # how it was found / framed
-    before: dict = field(default_factory=dict)   # attribute probabilities of the input face
-    after: dict = field(default_factory=dict)    # attribute head on the edited face
-    pushed: dict = field(default_factory=dict)   # auto strength: attribute -> multiplier on its gain, where > 1
-    implied: dict = field(default_factory=dict)  # implied attributes the edit changed: attribute -> 0 or 1
-    skipped: str = ""          # why this face was found but not edited (too small), else ""
+@dataclass(frozen=True, eq=False)
+class WarpPlacement:
+    """A detected face: its crop was warped out of the photo; the change goes back through the inverse warp,
+    feathered by a mask that follows the face (landmarks in crop fractions, where the detector gave them)."""
+    alignment: A.Alignment
+    landmarks: np.ndarray | None = None
+
+    def mask(self) -> np.ndarray:
+        return A.face_mask(self.alignment.side, self.landmarks)
+
+    def paste(self, rgb: np.ndarray, crop: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> None:
+        delta = edited.astype(np.float32) - crop.astype(np.float32)
+        A.paste_difference(rgb, delta * mask[:, :, None], self.alignment)
+
+
+@dataclass(frozen=True)
+class BoxPlacement:
+    """An already-aligned photo: the model's square crop box, cut straight out and pasted straight back."""
+    x0: int
+    y0: int
+    side: int
+
+    def mask(self) -> np.ndarray:
+        return A.box_mask(self.side, self.side)
+
+    def paste(self, rgb: np.ndarray, crop: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> None:
+        if (self.side, self.side) == rgb.shape[:2]:  # the whole image is the crop: the edit is the result
+            rgb[:] = edited
+            return
+        delta = edited.astype(np.float32) - crop.astype(np.float32)
+        roi = rgb[self.y0:self.y0 + self.side, self.x0:self.x0 + self.side]
+        roi[:] = np.clip(roi.astype(np.float32) + delta * mask[:, :, None] + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass
-class PhotoEdit:
-    photo: Photo               # the edited photo (rgb replaced; alpha kept)
-    faces: list
+class FaceJob:
+    """One chosen face of one photo, ready to edit: its report, its crop and where the crop goes back."""
+    face: FaceEdit                       # what is reported about it; finish_photo fills in what the model read
+    crop: np.ndarray | None = None       # the aligned crop at the face's own resolution; None: too small to edit
+    placement: WarpPlacement | BoxPlacement | None = None
+    mask: np.ndarray | None = None       # the paste's feathered mask, made on first use (PhotoEditor.mask_for)
+
+    @property
+    def editable(self) -> bool:
+        return self.crop is not None
 
 
 def parse_face_choice(value) -> str | int:
@@ -99,94 +136,93 @@ class PhotoEditor:
         return (f"too small to edit: eyes {face.eye_distance:.0f} px apart, the model needs at least "
                 f"{np.ceil(self.min_eye_px):.0f} (a face about {2.3 * self.min_eye_px:.0f} px wide)")
 
-    def _crops(self, photo: Photo, which, aligned: bool):
-        """[(crop, paste-back info, FaceEdit)] for one photo; a face too small to edit comes as
-        (None, None, FaceEdit with .skipped) under --face all, and as an error when it was asked for alone."""
+    def prepare(self, photo: Photo, which="largest", aligned: bool = False, faces: list | None = None) -> list[FaceJob]:
+        """detect -> choose -> align: one FaceJob per chosen face of one photo. faces: the detector's answer
+        for this photo when the caller already has it (a service's cache); else the detector runs (for
+        "largest" it may stop once the largest face is certain). A face too small to edit comes as a job with
+        no crop (its FaceEdit says why) under "all", and as NoFaceFound when it was asked for alone."""
         rgb = photo.rgb
         name = photo.path.name if photo.path else "the photo"
         if aligned:
             h, w = rgb.shape[:2]
             x0, y0, side, how = aligned_box(h, w, self.editor.model.crop)
-            return [(rgb[y0:y0 + side, x0:x0 + side], ("box", x0, y0, side), FaceEdit((x0, y0, side, side), how))]
-        out = []
-        for f in self.choose(self.faces(rgb, largest_only=which == "largest"), which, name):
-            box = tuple(int(round(v)) for v in f.box)
-            how = f"detected ({self.detector.name}{': ' + f.how if f.how else ''}), eyes from {f.eyes_from}"
-            why = self.too_small(f)
-            if why:
-                if which != "all":
-                    raise NoFaceFound(f"the face found in {name} at {box} is {why}")
-                out.append((None, None, FaceEdit(box, how, skipped=why)))
-                continue
-            crop, place = self.align(rgb, f)
-            out.append((crop, place, FaceEdit(box, how)))
-        return out
+            return [FaceJob(FaceEdit((x0, y0, side, side), how), rgb[y0:y0 + side, x0:x0 + side],
+                            BoxPlacement(x0, y0, side))]
+        found = faces if faces is not None else self.faces(rgb, largest_only=which == "largest")
+        number = {id(f): i for i, f in enumerate(found)}
+        return [self._job(rgb, f, number[id(f)], which, name) for f in self.choose(found, which, name)]
 
-    def align(self, rgb: np.ndarray, face: Face):
+    def _job(self, rgb, f: Face, index: int, which, name: str) -> FaceJob:
+        box = tuple(int(round(v)) for v in f.box)
+        how = f"detected ({self.detector.name}{': ' + f.how if f.how else ''}), eyes from {f.eyes_from}"
+        report = FaceEdit(box, how, index, tuple(tuple(round(float(c), 1) for c in e) for e in f.eyes))
+        why = self.too_small(f)
+        if why:
+            if which != "all":
+                raise NoFaceFound(f"the face found in {name} at {box} is {why}")
+            report.skipped = why
+            return FaceJob(report)
+        crop, placement = self.align(rgb, f)
+        return FaceJob(report, crop, placement)
+
+    def align(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, WarpPlacement]:
         """(the face's crop at its own resolution, its paste-back placement: the warp and, where the detector
         gave them, the landmarks in crop fractions that the mask follows)."""
         crop, al = A.align(rgb, face.eyes, self.crop_eyes, self.editor.size)
         marks = A.to_crop(al, face.landmarks) if face.landmarks is not None else None
-        return crop, ("warp", al, marks)
+        return crop, WarpPlacement(al, marks)
 
-    def prepare(self, photo: Photo, which="largest", aligned: bool = False):
-        return self._crops(photo, which, aligned)
+    def mask_for(self, job: FaceJob) -> np.ndarray:
+        """The feathered mask [side, side] the job's change is pasted (and a raw edit colour-matched) under;
+        made once per job."""
+        if job.mask is None:
+            job.mask = job.placement.mask()
+        return job.mask
+
+    def finish_crop(self, job: FaceJob, edited: np.ndarray, request: EditRequest) -> np.ndarray:
+        """The edited crop as it will be pasted: a raw edit colour-matched to the crop under the face's mask,
+        a residual edit as it is."""
+        return A.match_colour(edited, job.crop, self.mask_for(job)) if request.raw else edited
+
+    def edit_jobs(self, jobs: list[FaceJob], request) -> CropEdits:
+        """The crops of editable jobs edited in one batch on the Editor, each as it will be pasted
+        (finish_crop), with the attribute head's reading of exactly that (after). JobBatcher.submit_report is
+        the queued twin of this, for services."""
+        request = self.editor.request(request)
+        if not jobs:  # every face too small to edit: nothing to run
+            return CropEdits.empty(len(self.editor.attribute_names), self.editor.size)
+        edits = self.editor.edit_crops([j.crop for j in jobs], request)
+        images = [self.finish_crop(j, im, request) for j, im in zip(jobs, edits.images)]
+        return edits.finished(images, self.editor.attributes(images))
+
+    def paste(self, rgb: np.ndarray, job: FaceJob, edited: np.ndarray) -> None:
+        """Paste one job's edited crop (finish_crop's) into rgb, in place: only its change, under its mask."""
+        job.placement.paste(rgb, job.crop, edited, self.mask_for(job))
+
+    def finish_photo(self, photo: Photo, jobs: list[FaceJob], edits: CropEdits) -> PhotoEdit:
+        """Paste edits (row k for the k-th editable job) into a copy of the photo, and fill each face's
+        FaceEdit with what the model read. The input photo is not modified."""
+        rgb = photo.rgb.copy()
+        rows = iter(range(len(edits)))
+        for job in jobs:
+            if not job.editable:  # found, too small to edit: reported, not touched
+                continue
+            k = next(rows)
+            job.face.read(self.editor.attribute_names, edits, k)
+            self.paste(rgb, job, edits.images[k])
+        return PhotoEdit(replace(photo, rgb=rgb), [j.face for j in jobs])  # alpha, path, source format kept
 
     def edit(self, photos: list[Photo], changes, which="largest", aligned: bool = False,
              raw: bool = False, prepared: list | None = None) -> list[PhotoEdit]:
-        """Edit every chosen face of every photo in one batch; the inputs are not modified. prepared: the
-        result of prepare() per photo, when the caller already found the faces. changes: a dict or an
-        EditRequest (Editor.request)."""
-        target, mask = self.editor.change_vectors(changes)
+        """Edit every chosen face of every photo in one batch; the inputs are not modified. changes: a dict or
+        an EditRequest (Editor.request, with its options). prepared: prepare()'s jobs per photo, when the
+        caller already found the faces."""
+        request = self.editor.request(changes, raw=raw)
         jobs = prepared if prepared is not None else [self.prepare(p, which, aligned) for p in photos]
-        flat = [j for per in jobs for j in per if j[0] is not None]
-        if not flat:
-            return [PhotoEdit(p, [info for _, _, info in per]) for p, per in zip(photos, jobs)]
-        res = self.editor.edit_crops([c for c, _, _ in flat], target, mask, raw=raw)
-        finals = []
-        for (crop, place, _), edited in zip(flat, res.images):
-            m = self._mask(place, crop.shape)
-            finals.append((A.match_colour(edited, crop, m) if raw else edited, m))
-        # "after": the attribute head on exactly the crops that get pasted
-        after = self.editor.run_attributes(tensors.to_tensor([f for f, _ in finals], self.editor.size))
-        names = self.editor.attribute_names
-        out, k = [], 0
+        edits = self.edit_jobs([j for per in jobs for j in per if j.editable], request)
+        out, start = [], 0
         for photo, per in zip(photos, jobs):
-            rgb = photo.rgb.copy()
-            faces = []
-            for crop, place, info in per:
-                if crop is None:  # found, too small to edit: reported, not touched
-                    faces.append(info)
-                    continue
-                edited, m = finals[k]
-                info.before = dict(zip(names, map(float, res.before[k])))
-                info.after = dict(zip(names, map(float, after[k])))
-                if res.multipliers is not None:
-                    info.pushed = {n: float(m) for n, m in zip(names, res.multipliers[k]) if m > 1}
-                if res.implied is not None:
-                    info.implied = {n: int(res.before[k][i] <= 0.5) for i, n in enumerate(names) if res.implied[k][i]}
-                self._paste(rgb, crop, edited, m, place)
-                faces.append(info)
-                k += 1
-            out.append(PhotoEdit(replace(photo, rgb=rgb), faces))  # alpha, path, source format kept
+            n = sum(j.editable for j in per)
+            out.append(self.finish_photo(photo, per, edits.take(range(start, start + n))))
+            start += n
         return out
-
-    @staticmethod
-    def _mask(place, shape):
-        if place[0] == "warp":  # ("warp", alignment[, landmarks in crop fractions])
-            return A.face_mask(place[1].side, place[2] if len(place) > 2 else None)
-        h, w = shape[:2]
-        return None if place[1:3] == (0, 0) and place[3] == 0 else A.box_mask(h, w)
-
-    @staticmethod
-    def _paste(rgb, crop, edited, mask, place):
-        delta = edited.astype(np.float32) - crop.astype(np.float32)
-        if place[0] == "warp":
-            A.paste_difference(rgb, delta * mask[:, :, None], place[1])
-            return
-        _, x0, y0, side = place
-        if (side, side) == rgb.shape[:2]:  # the whole image is the crop: the edit is the result
-            rgb[:] = edited
-            return
-        roi = rgb[y0:y0 + side, x0:x0 + side]
-        roi[:] = np.clip(roi.astype(np.float32) + delta * mask[:, :, None] + 0.5, 0, 255).astype(np.uint8)

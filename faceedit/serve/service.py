@@ -11,18 +11,18 @@ import io
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from faceedit.engine import align as A
 from faceedit.engine import files
 from faceedit.engine.request import VALUE_RANGE
 from faceedit.engine.errors import EngineError
 from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, Photo, encode, read_photo_bytes
 from faceedit.engine.job_batcher import JobBatcher
-from faceedit.engine.photo import FaceEdit, PhotoEditor, aligned_box, parse_face_choice
+from faceedit.engine.photo import FaceJob, PhotoEditor, parse_face_choice
+from faceedit.engine.results import CropEdits
 
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 MAX_SAMPLES = 64
@@ -45,19 +45,6 @@ class ServiceConfig:
     detector_model: str | None = None
     face_cache: int = 128   # photos whose detected faces are remembered (by sha256 of the bytes), not the photos
     threads: int = 0        # backend threads; 0: every core this process may use (a Ray replica: its CPUs)
-
-
-@dataclass
-class FaceResult:
-    index: int
-    box: tuple
-    eyes: tuple | None
-    found: str
-    before: dict = field(default_factory=dict)
-    after: dict = field(default_factory=dict)
-    pushed: dict = field(default_factory=dict)
-    implied: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)  # e.g. reconstruction images
 
 
 def output_format(name: str) -> str:
@@ -104,7 +91,7 @@ class FaceService:
         """Load every graph a request may use now, not on the first user's request (one edit, one sample)."""
         crop = np.full((self.editor.size, self.editor.size, 3), 128, np.uint8)
         # one at a time (a queue may hold one), with no request time limit: loading is not a request
-        await self._wait([self.batcher.submit_report(crop, {self.names[-1]: 1.0})], None)
+        await self._wait([self.batcher.submit_report(crop, self.editor.request({self.names[-1]: 1.0}))], None)
         await self._wait([self.batcher.submit_job(lambda: self.editor.sample(1, {}, 0))], None)
 
     def close(self):
@@ -152,95 +139,71 @@ class FaceService:
                 self._faces_cache.popitem(last=False)
         return faces
 
-    def _prepare(self, data: bytes, face, aligned: bool):
-        """Decode, find and align the chosen faces: [(crop, placement, FaceResult)] and the photo."""
+    def _prepare(self, data: bytes, face, aligned: bool, masks: bool = False):
+        """Decode, then PhotoEditor.prepare (with the cached faces): -> (photo, faces found, [FaceJob] of the
+        editable faces, [FaceEdit] of every face chosen). masks: make the paste masks now (in this worker
+        thread, not in the batcher's)."""
         which = parse_face_choice(face)
         photo = read_photo_bytes(data, self.config.max_pixels)
-        rgb = photo.rgb
-        if aligned:
-            h, w = rgb.shape[:2]
-            x0, y0, side, how = aligned_box(h, w, self.editor.model.crop)
-            return photo, 1, [(rgb[y0:y0 + side, x0:x0 + side], ("box", x0, y0, side),
-                               FaceResult(0, (x0, y0, side, side), None, how))]
-        found = self._faces(data, rgb)
-        chosen = self.photo_editor.choose(found, which, "the photo")
-        jobs = []
-        for f in chosen:
-            crop, place = self.photo_editor.align(rgb, f)  # as `faceedit run` aligns (and masks) it
-            jobs.append((crop, place,
-                         FaceResult(found.index(f), tuple(int(round(v)) for v in f.box),
-                                    tuple(tuple(round(c, 1) for c in e) for e in f.eyes),
-                                    f"detected ({self.photo_editor.detector.name}), eyes from {f.eyes_from}")))
-        return photo, len(found), jobs
-
-    def _named(self, row) -> dict:
-        return {n: round(float(p), 5) for n, p in zip(self.names, row)}
+        found = None if aligned else self._faces(data, photo.rgb)
+        jobs = self.photo_editor.prepare(photo, which, aligned, faces=found)
+        editable = [j for j in jobs if j.editable]
+        if masks:
+            for j in editable:
+                self.photo_editor.mask_for(j)
+        return photo, 1 if aligned else len(found), editable, [j.face for j in jobs]
 
     # ---- the operations ----------------------------------------------------------------------------
     async def attributes(self, data: bytes, face="all", aligned: bool = False):
-        """-> (photo size, number of faces found, [FaceResult with before])."""
-        photo, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
-        probs = await self._wait([self.batcher.submit_attributes(c) for c, _, _ in jobs])
-        out = []
-        for (_, _, info), p in zip(jobs, probs):
-            info.before = self._named(p)
-            out.append(info)
-        return photo.rgb.shape[:2], n_found, out
+        """-> (photo size, number of faces found, [FaceEdit with before])."""
+        photo, n_found, jobs, faces = await run_in_threadpool(self._prepare, data, face, aligned)
+        probs = await self._wait([self.batcher.submit_attributes(j.crop) for j in jobs])
+        for j, p in zip(jobs, probs):
+            j.face.before = dict(zip(self.names, map(float, p)))
+        return photo.rgb.shape[:2], n_found, faces
 
-    async def edit(self, data: bytes, changes, face="largest", aligned: bool = False, raw: bool = False,
-                   fixed_strength: bool = False, literal: bool = False, fmt: str = "png", unfiltered: bool = False):
-        """-> (encoded photo bytes, format, photo size, number of faces found, [FaceResult]).
-        The same steps as PhotoEditor.edit (so the same pixels as `faceedit run`), through the batcher."""
+    async def edit(self, data: bytes, request, face="largest", aligned: bool = False, fmt: str = "png"):
+        """-> (encoded photo bytes, format, photo size, number of faces found, [FaceEdit]). request: an
+        EditRequest (Editor.request, with its options: raw, auto_strength, implied, filtered) or a dict.
+        PhotoEditor's steps (so the same pixels as `faceedit run`), with the model calls through the batcher."""
         fmt = output_format(fmt)
-        changes = self.editor.request(changes)  # a bad name or value: refused before any decoding
-        photo, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
-        masks = [PhotoEditor._mask(place, crop.shape) for crop, place, _ in jobs]
+        request = self.editor.request(request)  # a bad name or value: refused before any decoding
+        photo, n_found, jobs, faces = await run_in_threadpool(self._prepare, data, face, aligned, True)
+        pe = self.photo_editor
+        futures = [self.batcher.submit_report(j.crop, request, post=lambda im, j=j: pe.finish_crop(j, im, request))
+                   for j in jobs]
+        # one-row answers, one per face; none when every face chosen was too small to edit
+        edits = (CropEdits.concat(await self._wait(futures)) if jobs
+                 else CropEdits.empty(len(self.names), self.editor.size))
+        encoded = await run_in_threadpool(self._paste_encode, photo, jobs, edits, fmt)
+        return encoded, fmt, photo.rgb.shape[:2], n_found, faces
 
-        def colour_matched(m):
-            return lambda crop, edited: A.match_colour(edited, crop, m)
-        futures = [self.batcher.submit_report(crop, changes, raw, fixed_strength, literal,
-                                              colour_matched(m) if raw else None, unfiltered)
-                   for (crop, _, _), m in zip(jobs, masks)]
-        reports = await self._wait(futures)
-        encoded = await run_in_threadpool(self._paste_encode, photo, jobs, masks, reports, fmt)
-        out = []
-        for (_, _, info), r in zip(jobs, reports):
-            info.before, info.after = self._named(r.before), self._named(r.after)
-            info.pushed = {n: float(m) for n, m in zip(self.names, r.multipliers) if m > 1}
-            info.implied = {n: int(r.before[i] <= 0.5) for i, n in enumerate(self.names) if r.implied[i]}
-            out.append(info)
-        return encoded, fmt, photo.rgb.shape[:2], n_found, out
-
-    @staticmethod
-    def _paste_encode(photo: Photo, jobs, masks, reports, fmt) -> bytes:
-        rgb = photo.rgb.copy()
-        for (crop, place, _), m, r in zip(jobs, masks, reports):
-            PhotoEditor._paste(rgb, crop, r.image, m, place)
-        return encode_image(rgb, photo.alpha, fmt, photo.jpeg_sampling)
+    def _paste_encode(self, photo: Photo, jobs: list[FaceJob], edits: CropEdits, fmt) -> bytes:
+        result = self.photo_editor.finish_photo(photo, jobs, edits)  # fills each job's FaceEdit too
+        return encode_image(result.photo.rgb, result.photo.alpha, fmt, photo.jpeg_sampling)
 
     async def reconstruct(self, data: bytes, face="largest", aligned: bool = False):
-        """-> [FaceResult] with extra["crop"] and extra["reconstruction"]: PNG bytes of the aligned input crop
-        and of the decoder's reconstruction (the face's own attributes), both at the crop's size."""
-        _, n_found, jobs = await run_in_threadpool(self._prepare, data, face, aligned)
-        reports = await self._wait([self.batcher.submit_report(c, {}, raw=True) for c, _, _ in jobs])
+        """-> (faces found, [FaceEdit] with extra["crop"] and extra["reconstruction"]: PNG bytes of the aligned
+        input crop and of the decoder's reconstruction (the face's own attributes), both at the crop's size)."""
+        _, n_found, jobs, faces = await run_in_threadpool(self._prepare, data, face, aligned)
+        request = self.editor.request({}, raw=True)
+        reports = await self._wait([self.batcher.submit_report(j.crop, request) for j in jobs])
 
         def encode_all():
-            return [(encode_image(np.ascontiguousarray(c), None, "PNG"), encode_image(r.image, None, "PNG"))
-                    for (c, _, _), r in zip(jobs, reports)]
+            return [(encode_image(np.ascontiguousarray(j.crop), None, "PNG"), encode_image(r.images[0], None, "PNG"))
+                    for j, r in zip(jobs, reports)]
         pngs = await run_in_threadpool(encode_all)
-        out = []
-        for (_, _, info), r, (crop_png, rec_png) in zip(jobs, reports, pngs):
-            info.before, info.after = self._named(r.before), self._named(r.after)
-            info.extra = {"crop": crop_png, "reconstruction": rec_png}
-            out.append(info)
-        return n_found, out
+        for j, r, (crop_png, rec_png) in zip(jobs, reports, pngs):
+            j.face.read(self.names, r, 0)
+            j.face.extra = {"crop": crop_png, "reconstruction": rec_png}
+        return n_found, faces
 
     async def samples(self, attributes: dict, count: int = 8, seed: int | None = None, fmt: str = "png"):
         """-> [encoded image bytes] of count new faces with the given attributes."""
         fmt = output_format(fmt)
         if not 1 <= count <= MAX_SAMPLES:
             raise EngineError(f"count must be 1..{MAX_SAMPLES}, got {count}")
-        self.editor.change_vectors(attributes)
+        self.editor.request(attributes)  # a bad name or value: refused here, not in the worker
         faces = (await self._wait([self.batcher.submit_job(lambda: self.editor.sample(count, attributes, seed))]))[0]
         return await run_in_threadpool(lambda: [encode_image(f, None, fmt) for f in faces])
 

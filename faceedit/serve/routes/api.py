@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from faceedit.engine.errors import EngineError
 from faceedit.serve.errors import classify
 from faceedit.serve.limits import read_upload
-from faceedit.serve.service import FaceResult, b64, parse_sets
+from faceedit.engine.results import FaceEdit
+from faceedit.serve.service import b64, parse_sets
 
 router = APIRouter(prefix="/v1", tags=["faceedit"])
 
@@ -33,6 +34,7 @@ class Face(BaseModel):
     implied: Optional[Dict[str, int]] = Field(None, description="Attributes an implied rule set (value 0 or 1)")
     crop: Optional[str] = Field(None, description="Base64 PNG of the aligned input crop (reconstruct)")
     reconstruction: Optional[str] = Field(None, description="Base64 PNG of the decoder's reconstruction (reconstruct)")
+    skipped: Optional[str] = Field(None, description="Why this face was found but not edited or read (too small)")
 
 
 class AttributesOut(BaseModel):
@@ -71,11 +73,17 @@ class SamplesOut(BaseModel):
     images: List[str] = Field(description="Base64 images, each the model's size")
 
 
-def _face(f: FaceResult, after: bool) -> Face:
-    d = dict(index=f.index, box=list(f.box), eyes=[list(e) for e in f.eyes] if f.eyes else None, found=f.found,
-             attributes=f.before)
-    if after:
-        d.update(attributes_after=f.after, auto_strength=f.pushed, implied=f.implied)
+def _rounded(probs: dict) -> dict:
+    return {n: round(float(p), 5) for n, p in probs.items()}
+
+
+def _face(f: FaceEdit, after: bool) -> Face:
+    d = dict(index=f.index, box=list(f.box), eyes=[list(e) for e in f.eyes] if f.eyes else None, found=f.how,
+             attributes=_rounded(f.before))
+    if f.skipped:
+        d.update(skipped=f.skipped)
+    elif after:
+        d.update(attributes_after=_rounded(f.after), auto_strength=f.pushed, implied=f.implied)
     if f.extra:
         d.update(crop=b64(f.extra["crop"]), reconstruction=b64(f.extra["reconstruction"]))
     return Face(**d)
@@ -132,11 +140,12 @@ async def edit(request: Request,
         changes = parse_sets(set_)
         if not changes:
             raise EngineError("nothing to change: give at least one set=NAME=VALUE (see /v1/model for names)")
-        changes = svc.editor.request(changes)  # resolved once: the EditRequest travels down to the decoder
+        # resolved once, options included: the EditRequest travels down to the decoder
+        edit_request = svc.editor.request(changes, raw=raw, auto_strength=not fixed_strength, implied=not literal,
+                                          filtered=not unfiltered)
     except Exception as e:  # a bad name or value: refused before the upload is read
         raise classify(e) from None
-    encoded, fmt, (h, w), n, faces = await _on_upload(request, svc.edit, changes, face, aligned, raw, fixed_strength,
-                                                      literal, format, unfiltered)
+    encoded, fmt, (h, w), n, faces = await _on_upload(request, svc.edit, edit_request, face, aligned, format)
     return EditOut(width=w, height=h, format=fmt.lower(), media_type=f"image/{fmt.lower()}", image=b64(encoded),
                    faces_found=n, faces=[_face(f, True) for f in faces], elapsed_ms=round((time.perf_counter() - t) * 1000, 2))
 

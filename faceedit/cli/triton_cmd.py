@@ -108,7 +108,7 @@ def serve(repository: Optional[Path] = typer.Argument(None, help="A repository `
             signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
             try:
                 code = server.proc.wait()
-                fail(f"tritonserver exited with status {code}" + server._tail(), 2)
+                fail(f"tritonserver exited with status {code}" + server.log_tail(), 2)
             except KeyboardInterrupt:
                 typer.echo("stopping Triton")
         finally:

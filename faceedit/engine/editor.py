@@ -286,6 +286,11 @@ class Editor:
         g = self._graph("attributes")
         return np.concatenate([g.run({"image": x[i:i + MAX_BATCH]})[0] for i in range(0, len(x), MAX_BATCH)])
 
+    def run_encoder(self, x: np.ndarray) -> np.ndarray:
+        """x [N,3,S,S] -> the latent means [N, *z_shape] (the encoder graph alone: parity checks, latent tools)."""
+        g = self._graph("encoder")
+        return np.concatenate([g.run({"image": x[i:i + MAX_BATCH]})[0] for i in range(0, len(x), MAX_BATCH)])
+
     def run_decoder(self, z: np.ndarray, attrs: np.ndarray) -> np.ndarray:
         g = self._graph("decoder")
         return np.concatenate([g.run({"z": z[i:i + MAX_BATCH], "attributes": attrs[i:i + MAX_BATCH]})[0]

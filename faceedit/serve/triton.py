@@ -153,7 +153,7 @@ def parity_checks(remote: Editor, local: Editor, crops: list[np.ndarray], change
         attrs = np.ascontiguousarray((local.run_attributes(x) > 0.5).astype(np.float32))
         got = ensemble_client.infer("encode_decode", infer_inputs({"image": x, "attributes": attrs}),
                                     outputs=[InferRequestedOutput("output")]).as_numpy("output")
-        mu = local._graph("encoder").run({"image": x})[0]
+        mu = local.run_encoder(x)
         want = local.run_decoder(mu, attrs)
         checks.append(Check("encode_decode ensemble vs the engine's encoder -> decoder: tensor", max_abs(got, want), tensor_tol))
     return checks

@@ -223,13 +223,13 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerFailed(f"tritonserver exited with status {self.proc.returncode} before it was ready"
-                                   + self._tail())
+                                   + self.log_tail())
             if self.ready():
                 return
             time.sleep(0.1)
-        raise ServerFailed(f"tritonserver was not ready after {timeout_s:g} s" + self._tail())
+        raise ServerFailed(f"tritonserver was not ready after {timeout_s:g} s" + self.log_tail())
 
-    def _tail(self, lines: int = 3) -> str:
+    def log_tail(self, lines: int = 3) -> str:
         """The log's error lines (Triton's "E<date>" lines, without the CPU-only machine's harmless CUDA ones,
         each cut at its first escaped newline) and its last lines, for an error message."""
         import re

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -111,6 +111,7 @@ def register(app: typer.Typer):
                triton_queue_delay_us: int = typer.Option(500, "--triton-queue-delay-us"),
                edit_gain: float = typer.Option(1.0, "--edit-gain", help="Decoder gain for the values users set (0.5..4): pick it on validation with `faceedit eval --split val --intensities 1,1.25,1.5,1.75,2`."),
                edit_gains_from: Optional[Path] = typer.Option(None, "--edit-gains-from", help="A validation sweep (`faceedit eval --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the gain with the best net effect there."),
+               edit_gains: List[str] = typer.Option([], "--edit-gains", help="NAME=GAIN: that attribute's gain as given (0.5..4; repeat or separate with commas), e.g. chosen on an earlier sweep; instead of --edit-gains-from."),
                edit_gain_note: str = typer.Option("", "--edit-gain-note", help="How the gain was chosen (recorded in the manifest)."),
                threads: int = typer.Option(0, "--threads", help="CPU threads (0: up to 8).")):
         """Export a checkpoint to a self-describing model directory the engine runs without PyTorch.
@@ -125,7 +126,11 @@ def register(app: typer.Typer):
         if not 0 < min_agreement <= 1:
             raise UserError("--min-agreement must be in (0, 1]")
         batch = _parse_batch(trt_batch)
-        per_attribute = _gains_from(edit_gains_from, checkpoint) if edit_gains_from else None
+        if edit_gains and edit_gains_from:
+            raise UserError("--edit-gains and --edit-gains-from: give one of them")
+        from faceedit.cli.options import name_numbers
+        per_attribute = (_gains_from(edit_gains_from, checkpoint) if edit_gains_from
+                         else name_numbers(edit_gains, "--edit-gains") or None)
         if triton_max_batch < 1 or triton_queue_delay_us < 0:
             raise UserError("--triton-max-batch must be >= 1 and --triton-queue-delay-us >= 0")
         from rich.console import Console

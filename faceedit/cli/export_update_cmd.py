@@ -14,6 +14,7 @@ def register(app: typer.Typer):
     @friendly
     def export_update(model: Path = typer.Option(..., "--model", help="An exported model directory (its manifest.json is rewritten atomically)."),
                       auto_strength_from: Optional[Path] = typer.Option(None, "--auto-strength-from", help="A validation sweep of this directory (`faceedit eval --model DIR --split val --intensities 1,1.25,1.5,1.75,2 --json F`): each attribute gets the auto strength top with the best net effect there."),
+                      auto_strength: List[str] = typer.Option([], "--auto-strength", help="NAME=TOP: that attribute's auto strength top as given (1, 1.5, ... 4; repeat or separate with commas), e.g. chosen on an earlier sweep; instead of --auto-strength-from."),
                       auto_strength_note: str = typer.Option("", "--auto-strength-note", help="How auto strength was chosen (recorded in the manifest)."),
                       eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="A `faceedit eval` JSON of this directory, with its current settings, whose summary goes into the manifest."),
                       implied_for: Optional[str] = typer.Option(None, "--implied-for", help="Attributes (comma-separated) whose edits also set what every training face with that value has (faceedit.core.implied); '' removes the rules. Needs --implied-data."),
@@ -26,8 +27,11 @@ def register(app: typer.Typer):
         Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
         """
         if (auto_strength_from is None and eval_json is None and implied_for is None
-                and not edit_filter):
-            raise UserError("nothing to update: give --auto-strength-from, --implied-for, --edit-filter and/or --eval-json")
+                and not edit_filter and not auto_strength):
+            raise UserError("nothing to update: give --auto-strength-from or --auto-strength, --implied-for, "
+                            "--edit-filter and/or --eval-json")
+        from faceedit.cli.options import name_numbers
+        tops = name_numbers(auto_strength, "--auto-strength") if auto_strength else None
         implied = None if implied_for is None else [a.strip() for a in implied_for.split(",") if a.strip()]
         if implied and implied_data is None:
             raise UserError("--implied-for needs --implied-data: the dataset whose train labels the rules come from")
@@ -39,10 +43,12 @@ def register(app: typer.Typer):
         from faceedit.export import ExportError
         from faceedit.core.manifest import ManifestError
         try:
-            if auto_strength_from is not None or eval_json is not None or implied_for is not None or edit_filter:
+            if (auto_strength_from is not None or eval_json is not None or implied_for is not None or edit_filter
+                    or tops):
                 update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
                              implied_for=implied, implied_data=implied_data, implied_note=implied_note,
-                             edit_filter=edit_filter or None, edit_filter_note=edit_filter_note)
+                             edit_filter=edit_filter or None, edit_filter_note=edit_filter_note,
+                             auto_strength_tops=tops)
         except (ExportError, ManifestError) as e:
             raise UserError(str(e)) from None
         typer.echo(f"updated {model / 'manifest.json'}")

@@ -27,6 +27,8 @@ def __getattr__(name):
 
 
 def _data_dir(path) -> Path | None:
+    if isinstance(path, (list, tuple)):  # TrainConfig.data is a list of folders: the first one (it validates)
+        path = path[0] if path else None
     if not path:
         return None
     p = Path(path).expanduser()

@@ -99,9 +99,6 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.bf16 = cfg.bf16 and native_bf16(self.device)
-        if cfg.bf16 and not self.bf16:
-            log("bf16: this CPU has no native bfloat16 (no AVX512-BF16 or AMX; emulated it is ~18x slower than "
-                "fp32 here): training in fp32")
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed + self.rank)
@@ -164,6 +161,9 @@ class Trainer:
         if resume and (self.out / "last.pt").exists():
             checkpoint.resume(self, self.out / "last.pt")
         self.start_step = self.step
+        if cfg.bf16 and not self.bf16:  # said once the options have passed their checks (errors stay one line)
+            log("bf16: this CPU has no native bfloat16 (no AVX512-BF16 or AMX; emulated it is ~18x slower than "
+                "fp32 here): training in fp32")
         self.gen, self.disc = self.model, self.model.discriminator
         if self.world > 1:  # gradients of the generator side and of D are averaged separately
             from torch.nn.parallel import DistributedDataParallel as DDP

@@ -10,23 +10,18 @@ N closed-loop client threads (faceedit.bench.concurrency), each editing one alig
 `faceedit triton bench` starts the server (or takes --url) and prints the table."""
 from __future__ import annotations
 
-from faceedit.bench.concurrency import run_clients
+from faceedit.bench.concurrency import batcher_sweep, run_clients
 
 
 def sweep(local, remote, crop, changes: dict, clients=(1, 8, 64), seconds: float = 5.0, max_batch: int = 32,
           max_delay_ms: float = 2.0, statistics=None, log=None) -> list[dict]:
     """One row per (target, clients). statistics(): Triton's {"inference_count", "execution_count"} of the
     editor model, or None (then no mean batch for the triton rows)."""
-    from faceedit.engine.batcher import DynamicBatcher
     rows = []
     for n in clients:
-        batcher = DynamicBatcher(local, max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max(1024, 4 * n))
-        try:
-            row = run_clients(lambda: batcher.edit(crop, changes), n, seconds, warmup_s=min(0.5, seconds / 4))
-            st = dict(batcher.stats)
-        finally:
-            batcher.close()
-        row.update(target="engine", mean_batch=round(st["rows"] / st["batches"], 2) if st.get("batches") else None)
+        # the in-process engine behind its own dynamic batcher: the same measurement as the batcher bench's
+        row, = batcher_sweep(local, crop, changes, [n], [max_delay_ms], seconds, max_batch)
+        row.update(target="engine")
         rows.append(row)
         _log(log, row)
         before = statistics() if statistics else None

@@ -2,8 +2,9 @@
 
 export_model checks its arguments and the checkpoint, then runs the named stages of faceedit.export.pipeline
 (fp32 graphs -> parity vs PyTorch -> reduced precision variants that each pass an accuracy budget -> latent
-prior -> judge -> TensorRT engines -> shared weights -> manifest) in a hidden sibling directory that is swapped
-into place only when complete.
+prior -> TensorRT engines -> shared weights -> manifest) in a hidden sibling directory that is swapped into
+place only when complete. The judges `faceedit eval` scores with are no part of it: export.judges.add_judge
+(`faceedit export-judge`) writes them into a judge set.
 """
 from __future__ import annotations
 

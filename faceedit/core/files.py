@@ -5,6 +5,7 @@ never half of one."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -67,3 +68,16 @@ def atomic_path(path, suffix: str | None = None):
         except OSError:
             pass
         raise
+
+
+def read_json_object(path, error: type[Exception], damaged: str = "") -> dict:
+    """A JSON file whose top level is an object, or `error` with one line naming the file (and `damaged`, what
+    that means for the user, appended): every self-describing file of the project is read through here."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({str(e).splitlines()[0]}){damaged}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} is not a JSON object{damaged}")
+    return value

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from faceedit.core.files import atomic_write_bytes, sha256_file
+from faceedit.core.files import atomic_write_bytes, read_json_object, sha256_file
 
 JUDGES_NAME = "judges.json"
 FORMAT = "faceedit-judges"
@@ -57,11 +57,8 @@ def load_judge_set(folder, verify: bool = True) -> dict:
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise JudgeSetError(f"{path.parent} is not a judge set (no {JUDGES_NAME})")
-    try:
-        judges = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise JudgeSetError(f"{path} is not valid JSON ({str(e).splitlines()[0]})") from None
-    if not isinstance(judges, dict) or judges.get("format") != FORMAT or judges.get("format_version") != FORMAT_VERSION:
+    judges = read_json_object(path, JudgeSetError)
+    if judges.get("format") != FORMAT or judges.get("format_version") != FORMAT_VERSION:
         raise JudgeSetError(f"{path} is not a {FORMAT} file of version {FORMAT_VERSION}")
     return judges
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from faceedit.core.files import atomic_write_bytes, sha256_file
+from faceedit.core.files import atomic_write_bytes, read_json_object, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "faceedit-model"
@@ -76,12 +76,7 @@ def load_manifest(model_dir, verify: bool = True) -> dict:
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(f"{model_dir} has no {MANIFEST_NAME}: not a model directory written by `faceedit export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): the model directory is damaged") from None
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{path} is not a JSON object: the model directory is damaged")
+    manifest = read_json_object(path, ManifestError, ": the model directory is damaged")
     if manifest.get("format") != FORMAT:
         raise ManifestError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:

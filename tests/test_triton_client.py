@@ -118,7 +118,7 @@ def crops():
 @pytest.mark.parametrize("fused", [True, False])
 def test_the_remote_editor_reproduces_the_engine(stand_in, engine, fused):
     import copy
-    from faceedit.serve.triton import parity_checks, remote_editor
+    from faceedit.engine.backends.triton_client import parity_checks, remote_editor
     local = copy.copy(engine)
     local.fused = fused
     remote = remote_editor("stand-in", fused=fused, client=stand_in)
@@ -137,7 +137,7 @@ def test_the_remote_editor_reproduces_the_engine(stand_in, engine, fused):
 
 
 def test_the_parity_check_fails_when_the_server_differs(stand_in, engine):
-    from faceedit.serve.triton import parity_checks, remote_editor
+    from faceedit.engine.backends.triton_client import parity_checks, remote_editor
 
     class Drifting:
         """The repository's answers, with the decoder's image shifted by 0.05 (about 6 levels)."""
@@ -159,7 +159,7 @@ def test_the_parity_check_fails_when_the_server_differs(stand_in, engine):
 
 
 def test_requests_carry_the_repository_names_types_and_batch(stand_in):
-    from faceedit.serve.triton import infer_inputs
+    from faceedit.engine.backends.triton_client import infer_inputs
     x = np.zeros((2, 3, 64, 64), np.float32)
     assert stand_in.infer("attributes", infer_inputs({"image": x})).as_numpy("probabilities").shape == (2, 14)
     t = infer_inputs({"image": x})[0]._get_tensor()
@@ -189,7 +189,7 @@ def test_the_check_says_plainly_when_no_server_can_run(monkeypatch):
 def test_a_whole_photo_edit_keeps_detection_alignment_and_paste_back_on_the_client(stand_in, engine):
     from faceedit.engine import PhotoEditor
     from faceedit.engine.imageio import read_photo
-    from faceedit.serve.triton import remote_editor
+    from faceedit.engine.backends.triton_client import remote_editor
     photo = read_photo(ROOT / "examples" / "astronaut.jpg")
     stand_in.calls.clear()
     remote = PhotoEditor(remote_editor("stand-in", client=stand_in)).edit([photo], {"smiling": 0})[0]

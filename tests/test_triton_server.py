@@ -89,7 +89,7 @@ def test_edits_through_triton_match_the_engine(server):
 def test_a_photo_and_the_backend_by_name(server, engine, monkeypatch):
     from faceedit.engine import Editor, PhotoEditor
     from faceedit.engine.imageio import read_photo
-    from faceedit.serve.triton import URL_ENV
+    from faceedit.engine.backends.triton_client import URL_ENV
     monkeypatch.setenv(URL_ENV, server.grpc_url)  # what `faceedit serve --triton URL` sets
     remote = Editor.load(backend="triton")        # FaceService's call, with --triton
     assert remote.backend.name == "triton" and server.grpc_url in remote.describe() and remote.fused
@@ -102,7 +102,7 @@ def test_a_photo_and_the_backend_by_name(server, engine, monkeypatch):
 
 
 def test_dynamic_batching_under_32_concurrent_clients(server, engine):
-    from faceedit.serve.triton import remote_editor
+    from faceedit.engine.backends.triton_client import remote_editor
     remote = remote_editor(server.grpc_url)
     crops = ts.astronaut_crops(32, 72)
     remote.edit(crops[0], CHANGES)  # every model the edit uses is warm

@@ -3,8 +3,8 @@ N closed-loop client threads (faceedit.bench.concurrency), each editing one alig
 
 - engine: the in-process Editor behind the engine's DynamicBatcher (what `faceedit serve` runs), on the
   backend the server's python models run, fp32;
-- triton: the engine's Editor with its graphs on the server (faceedit.serve.triton.remote_editor, built by
-  the caller: this room does not import serve): every client's request goes to Triton on its own and Triton's
+- triton: the engine's Editor with its graphs on the server (faceedit.engine.backends.triton_client.remote_editor,
+  built by the caller): every client's request goes to Triton on its own and Triton's
   dynamic batcher merges them; mean batch from Triton's own statistics (rows inferred / executions).
 
 `faceedit triton bench` starts the server (or takes --url) and prints the table."""

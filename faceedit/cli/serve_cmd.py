@@ -61,7 +61,7 @@ def register(app: typer.Typer):
             if backend not in ("auto", "triton"):
                 raise UserError(f"--triton runs the model on Triton: drop --backend {backend}")
             import os
-            from faceedit.serve.triton import URL_ENV, server_ready
+            from faceedit.engine.backends.triton_client import URL_ENV, server_ready
             why = server_ready(triton)
             if why:
                 raise UserError(f"no Triton server answers at {triton} ({why}): start one with `faceedit triton serve`")

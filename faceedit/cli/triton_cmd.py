@@ -178,7 +178,7 @@ def bench(url: Optional[str] = typer.Option(None, "--url", help="Time the Triton
     import shutil
     from faceedit.bench.triton import sweep, table
     from faceedit.engine import Editor
-    from faceedit.serve.triton import remote_editor
+    from faceedit.engine.backends.triton_client import remote_editor
     from faceedit.serve.triton_server import astronaut_crops
     try:
         counts = tuple(int(c) for c in clients.split(",") if c.strip())

@@ -10,5 +10,6 @@ The stack: FastAPI on Starlette, served by uvicorn, with prometheus-client for /
 - prometheus-client: counters, histograms and the text exposition format, nothing hand-written.
 
 Layout: service (FaceService: the Editor, detector and JobBatcher, no HTTP: a Ray Serve deployment can
-reuse it), app (create_app), routes/ (api, health, page), errors (exception -> one JSON error), limits
-(upload bytes), metrics, static/ (the page), loadgen (the load benchmark)."""
+reuse it), app (create_app), routes/ (api, health, page), http_errors (exception -> one JSON error), limits
+(upload bytes), metrics, static/ (the page). The load benchmarks live in faceedit.bench (loadgen, ray_bench);
+the Triton client backend in faceedit.engine.backends.triton_client."""

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from faceedit import __version__
-from faceedit.serve import errors
+from faceedit.serve import http_errors
 from faceedit.serve.limits import Limits
 from faceedit.serve.metrics import Metrics, MetricsMiddleware
 from faceedit.serve.routes import api, health, page
@@ -52,7 +52,7 @@ def create_app(config: ServiceConfig | None = None, limits: Limits | None = None
                               "reconstruct, sample new faces. Photos go in as the raw request body.")
     app.state.service, app.state.stopping = None, False
     app.state.limits, app.state.metrics = limits or Limits(), metrics
-    errors.install(app)
+    http_errors.install(app)
     app.include_router(api.router)
     app.include_router(health.router)
     app.include_router(page.router)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from faceedit.serve.errors import ApiError
+from faceedit.serve.http_errors import ApiError
 
 
 @dataclass

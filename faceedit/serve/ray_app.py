@@ -20,7 +20,7 @@ from ray.serve.config import BackpressureConfig
 
 from faceedit.engine.errors import Overloaded
 from faceedit.serve.app import create_app
-from faceedit.serve.errors import RETRY_AFTER_S
+from faceedit.serve.http_errors import RETRY_AFTER_S
 from faceedit.serve.limits import Limits
 from faceedit.serve.service import FaceService, ServiceConfig
 

@@ -338,7 +338,7 @@ def run_checks(url: str, model=None, engine_backend: str = "onnxruntime", client
     fp32), on the same crops: the fused editor model, encoder + attributes + decoder, and the ensemble.
     Tolerances: one uint8 level on pixels, the manifest's parity limit on probabilities and tensors."""
     from faceedit.engine import Editor
-    from faceedit.serve.triton import parity_checks, remote_editor
+    from faceedit.engine.backends.triton_client import parity_checks, remote_editor
     if client is None:
         from tritonclient.grpc import InferenceServerClient
         client = InferenceServerClient(url)

@@ -16,7 +16,7 @@ _REGISTRY = {
     "openvino": ("faceedit.engine.backends.openvino", "OpenVINOCPU"),
     "onnxruntime": ("faceedit.engine.backends.onnxruntime_cpu", "OnnxRuntimeCPU"),
     # graphs on a Triton server at $FACEEDIT_TRITON_URL: only by name, never in AUTO_ORDER
-    "triton": ("faceedit.serve.triton", "TritonRemote"),
+    "triton": ("faceedit.engine.backends.triton_client", "TritonRemote"),
 }
 ALIASES = {"ort": "onnxruntime", "onnxruntime-cpu": "onnxruntime", "cpu": "onnxruntime", "ov": "openvino",
            "cuda": "onnxruntime-cuda", "ort-cuda": "onnxruntime-cuda", "trt": "tensorrt",

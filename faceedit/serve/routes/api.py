@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from faceedit.engine.errors import EngineError
-from faceedit.serve.errors import classify
+from faceedit.serve.http_errors import classify
 from faceedit.serve.limits import read_upload
 from faceedit.engine.results import FaceEdit
 from faceedit.serve.service import b64, parse_sets

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from faceedit.serve.errors import classify, error_response
+from faceedit.serve.http_errors import classify, error_response
 
 router = APIRouter(tags=["health"])
 

@@ -1,10 +1,11 @@
-"""`faceedit serve` against the same application on Ray Serve, under the same load (faceedit.serve.loadgen's
+"""`faceedit serve` against the same application on Ray Serve, under the same load (faceedit.bench.loadgen's
 closed-loop clients on loopback, bounded in requests and time):
 
-    python -m faceedit.serve.ray_bench --targets serve,ray-1,ray-2 --out benchmarks/results/serve-ray-cpu-2core.json
+    python -m faceedit.bench.ray_bench --targets serve,ray-1,ray-2 --out benchmarks/results/serve-ray-cpu-2core.json
 
-Targets: `serve` (uvicorn, one process); `ray-N` (N replicas on a local Ray cluster this process starts, the
-machine's CPUs split evenly between them, each replica's backend with that many threads). For each
+Targets: `serve` (uvicorn, one process); `ray-N` (`faceedit serve --ray --replicas N` in a subprocess: N
+replicas on a local Ray cluster it starts, the machine's CPUs split evenly between them, each replica's backend
+with that many threads). Both are started as commands, so this room never imports serve. For each
 target and workload (an aligned model-size crop; a 1-MP photo with detection) and each client count:
 requests/s, p50, p99, errors."""
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from faceedit.serve import loadgen
+from faceedit.bench import loadgen
 
 
 def run_target(url: str, loads: dict, names: list[str], clients: list[int], requests: int, seconds: float) -> dict:
@@ -38,33 +39,22 @@ def bench_serve(server_args: str, **kw) -> dict:
     try:
         return run_target(url, **kw)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        loadgen.stop_server(proc)
+
+
+def ray_args(replicas: int, cpus: int, max_batch: int, max_delay_ms: float) -> list[str]:
+    """`faceedit serve` options for N replicas on a local Ray cluster of `cpus` CPUs."""
+    return ["--ray", "--replicas", str(replicas), "--replica-cpus", f"{cpus / replicas:g}", "--ray-cpus", str(cpus),
+            "--max-ongoing", "64", "--max-queued", "1024", "--max-batch", str(max_batch),
+            "--max-delay-ms", f"{max_delay_ms:g}"]
 
 
 def bench_ray(replicas: int, cpus: int, max_batch: int, max_delay_ms: float, **kw) -> dict:
-    from faceedit.serve import ray_app
-    from faceedit.serve.service import ServiceConfig
-    from ray import serve
-    url = f"http://127.0.0.1:{ray_bench_port()}"
-    scale = ray_app.ScaleOptions(min_replicas=replicas, max_replicas=replicas, replica_cpus=cpus / replicas,
-                                 max_ongoing=64, max_queued=1024)
-    ray_app.deploy(ray_app.build_app(ServiceConfig(max_batch=max_batch, max_delay_ms=max_delay_ms), scale=scale))
+    proc, url = loadgen.start_server(ray_args(replicas, cpus, max_batch, max_delay_ms), startup_s=300)
     try:
         return run_target(url, **kw)
     finally:
-        serve.delete(ray_app.APP_NAME)
-
-
-_PORT = []
-
-
-def ray_bench_port() -> int:
-    if not _PORT:
-        from faceedit.serve import ray_app
-        _PORT.append(loadgen._free_port())
-        ray_app.start("127.0.0.1", _PORT[0], num_cpus=os.cpu_count())
-    return _PORT[0]
+        loadgen.stop_server(proc)
 
 
 def main(argv=None):
@@ -82,7 +72,7 @@ def main(argv=None):
     loads = loadgen.workloads(ModelInfo.load().image_size)
     kw = dict(loads=loads, names=a.workloads.split(","), clients=[int(c) for c in a.clients.split(",")],
               requests=a.requests, seconds=a.seconds)
-    result = {"command": "python -m faceedit.serve.ray_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": "python -m faceedit.bench.ray_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "python": platform.python_version(),
                           "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -93,22 +83,17 @@ def main(argv=None):
         result["machine"]["ray"] = ray.__version__
     except ImportError:
         pass
-    try:
-        for target in a.targets.split(","):
-            print(target, flush=True)
-            t = time.perf_counter()
-            if target == "serve":
-                runs = bench_serve(f"--max-batch {a.max_batch} --max-delay-ms {a.max_delay_ms}", **kw)
-            elif target.startswith("ray-") and target[4:].isdigit():
-                runs = bench_ray(int(target[4:]), os.cpu_count(), a.max_batch, a.max_delay_ms, **kw)
-            else:
-                raise SystemExit(f"unknown target {target!r}: serve or ray-N")
-            result["runs"][target] = runs
-            result.setdefault("wall_s", {})[target] = round(time.perf_counter() - t, 1)
-    finally:
-        if _PORT:
-            from faceedit.serve import ray_app
-            ray_app.stop()
+    for target in a.targets.split(","):
+        print(target, flush=True)
+        t = time.perf_counter()
+        if target == "serve":
+            runs = bench_serve(f"--max-batch {a.max_batch} --max-delay-ms {a.max_delay_ms}", **kw)
+        elif target.startswith("ray-") and target[4:].isdigit():
+            runs = bench_ray(int(target[4:]), os.cpu_count(), a.max_batch, a.max_delay_ms, **kw)
+        else:
+            raise SystemExit(f"unknown target {target!r}: serve or ray-N")
+        result["runs"][target] = runs
+        result.setdefault("wall_s", {})[target] = round(time.perf_counter() - t, 1)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if a.out:
         from faceedit.core.files import atomic_path

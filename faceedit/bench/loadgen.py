@@ -1,6 +1,6 @@
 """Load benchmark for `faceedit serve`: closed-loop clients on loopback, bounded in requests and time.
 
-    python -m faceedit.serve.loadgen --out benchmarks/results/serve-cpu-2core.json
+    python -m faceedit.bench.loadgen --out benchmarks/results/serve-cpu-2core.json
 
 Starts `faceedit serve` on a free loopback port (or uses --url, which must be loopback), then for each
 workload (an aligned model-size crop; a 1-MP photo with detection) and each client count (1, 8, 64) runs
@@ -45,10 +45,10 @@ def _jpeg(rgb) -> bytes:
 
 
 def workloads(size: int) -> dict:
-    """name -> (query, body). The astronaut (public domain, shipped with the page)."""
+    """name -> (query, body). scikit-image's astronaut (public domain)."""
     import cv2
-    from PIL import Image
-    astro = np.asarray(Image.open(Path(__file__).parent / "static" / "astronaut.jpg").convert("RGB"))
+    from skimage.data import astronaut
+    astro = astronaut()
     crop = cv2.resize(np.ascontiguousarray(astro[40:190, 150:300]), (size, size), interpolation=cv2.INTER_AREA)
     photo = cv2.resize(astro, (1024, 1024), interpolation=cv2.INTER_CUBIC)
     return {"crop": ("aligned=true&set=smiling=0", _png(crop)),
@@ -132,13 +132,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(args: list[str], startup_s: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """`faceedit serve ARGS` on a free loopback port, once /readyz answers 200: (process, url)."""
     port = _free_port()
     cmd = [sys.executable, "-c", "from faceedit.cli.main import app; app()", "serve", "--port", str(port),
            "--log-level", "warning", *args]
     proc = subprocess.Popen(cmd)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"faceedit serve exited {proc.returncode}")
@@ -149,8 +150,18 @@ def start_server(args: list[str]) -> tuple[subprocess.Popen, str]:
                 return proc, url
         except OSError:
             time.sleep(0.3)
+    stop_server(proc)
+    raise SystemExit(f"faceedit serve did not start in {startup_s:g} s")
+
+
+def stop_server(proc: subprocess.Popen, wait_s: float = 60.0):
+    """SIGTERM (the server drains and exits), then SIGKILL if it has not gone by wait_s."""
     proc.terminate()
-    raise SystemExit("faceedit serve did not start in 120 s")
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv=None):
@@ -169,7 +180,7 @@ def main(argv=None):
     from faceedit.core.model_dir import ModelInfo
     size = ModelInfo.load().image_size
     loads = workloads(size)
-    result = {"command": "python -m faceedit.serve.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": "python -m faceedit.bench.loadgen " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"cpus": __import__("os").cpu_count(), "processor": platform.processor() or platform.machine(),
                           "python": platform.python_version(),
                           "load_average_at_start": [round(x, 2) for x in __import__("os").getloadavg()]},
@@ -197,8 +208,7 @@ def main(argv=None):
                       f"p99 {r['p99_ms']} ms  ({r['requests']} ok, {r['errors']} errors, {r['seconds']} s)", flush=True)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(60)
+            stop_server(proc)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
     if "engine" in result and "crop" in result["runs"]:
         e, runs = result["engine"], {r["clients"]: r for r in result["runs"]["crop"]}

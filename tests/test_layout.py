@@ -153,3 +153,13 @@ def test_the_private_name_check_sees_a_reach_across_rooms(tmp_path, monkeypatch)
     assert private_reach("engine") == []
     assert private_reach("serve") == ["serve/service.py imports faceedit.engine.photo._helper",
                                       "serve/service.py:5 uses _paste, another room's private name"]
+
+
+def test_shipped_data_lives_under_models():
+    # the package's top holds the rooms and models/ (data only: the editor's model directory and the face
+    # detector's graphs); code that runs a model lives in a room (engine/detectors/ for the detectors)
+    top = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
+                 and any(f.name != "__pycache__" for f in p.iterdir()))
+    assert sorted(set(top) - set(ROOMS)) == ["models"], top
+    code = sorted(p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "models").rglob("*.py"))
+    assert code == ["models/__init__.py"], code

@@ -35,9 +35,9 @@ def test_wheel_carries_and_runs_the_default_model(tmp_path):
     listed = {MANIFEST_NAME} | {e["path"] for _, e in iter_files(load_manifest(MODEL, verify=False))}
     missing = sorted(p for p in listed if f"faceedit/models/default/{p}" not in names)
     assert not missing, f"the wheel lacks {missing}"
-    detector = ROOT / "faceedit" / "detectors" / "blazeface"
+    detector = ROOT / "faceedit" / "models" / "blazeface"
     shipped = sorted(p.name for p in detector.iterdir() if p.is_file())
-    missing = [p for p in shipped if f"faceedit/detectors/blazeface/{p}" not in names]
+    missing = [p for p in shipped if f"faceedit/models/blazeface/{p}" not in names]
     assert not missing, f"the wheel lacks the detector's {missing}"
     lab = sorted(n for n in names if n.startswith("evaluation/") or (n.endswith(".onnx") and "judge" in n))
     assert not lab, f"the wheel carries evaluation files: {lab}"

@@ -1,4 +1,4 @@
-"""MediaPipe BlazeFace, shipped in the package (faceedit/detectors/blazeface: two ONNX graphs, Apache-2.0):
+"""MediaPipe BlazeFace, shipped in the package (faceedit/models/blazeface: two ONNX graphs, Apache-2.0):
 a face box and six landmarks per face (both eyes, nose, mouth, both ears), on the editor's backend.
 
 Passes, from big faces to small. Each is reliable for a band of face widths w (BlazeFace's box, about
@@ -169,7 +169,7 @@ def mirror_landmarks(lm: np.ndarray, size: int) -> np.ndarray:
 
 
 class DetectorFiles:
-    """faceedit/detectors/blazeface: detector.json and the graphs it lists, sha256 checked (like a model
+    """faceedit/models/blazeface: detector.json and the graphs it lists, sha256 checked (like a model
     directory's manifest), in the shape engine backends load graphs from (.path, .graphs, .manifest)."""
 
     def __init__(self, folder=None, verify: bool = True):
@@ -177,8 +177,8 @@ class DetectorFiles:
 
         from faceedit.core.files import sha256_file
         if folder is None:
-            from faceedit.detectors import DETECTORS_DIR
-            folder = DETECTORS_DIR / "blazeface"
+            from faceedit.models import BLAZEFACE_DIR
+            folder = BLAZEFACE_DIR
         self.path = Path(folder)
         try:
             self.manifest = json.loads((self.path / "detector.json").read_text())

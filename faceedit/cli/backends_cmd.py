@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from faceedit.cli.errors import friendly
+from faceedit.cli.reporting import friendly
 from faceedit.cli.options import load_editor
 
 

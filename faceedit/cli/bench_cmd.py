@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly
 
 EXTRA_BACKENDS = ("pytorch", "openvino-raw")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from faceedit.cli.errors import fail, friendly
+from faceedit.cli.reporting import fail, friendly
 
 app = typer.Typer(no_args_is_help=True, help="Validate a CelebA-layout folder or draw synthetic faces.")
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly
 
 
 def register(app: typer.Typer):

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly
 from faceedit.core.files import sha256_file
 
 

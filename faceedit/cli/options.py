@@ -15,7 +15,7 @@ MAX_PIXELS_HELP = "Refuse images over this many megapixels (decompression bombs)
 
 def name_numbers(items: list[str], flag: str) -> dict[str, float]:
     """NAME=NUMBER options (repeated, or comma-separated in one) -> {NAME: NUMBER}; a bad item is one line."""
-    from faceedit.cli.errors import UserError
+    from faceedit.cli.reporting import UserError
     out = {}
     for item in (part.strip() for text in items for part in text.split(",") if part.strip()):
         name, sep, number = item.partition("=")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly
 from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from faceedit.cli.errors import friendly
+from faceedit.cli.reporting import friendly
 from faceedit.cli.options import BACKEND_HELP, MODEL_HELP, PRECISION_HELP, load_editor
 
 

@@ -8,7 +8,7 @@ import threading
 
 import typer
 
-from faceedit.cli.errors import UserError
+from faceedit.cli.reporting import UserError
 
 
 def serve_on_ray(config, limits, cors, host: str, port: int, scale: dict, address: str | None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from faceedit.cli.errors import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly
 from faceedit.cli.train_recipe import register as register_recipe
 from faceedit.train.config import TrainConfig, config_options
 

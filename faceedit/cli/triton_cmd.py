@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from faceedit.cli.errors import UserError, fail, friendly
+from faceedit.cli.reporting import UserError, fail, friendly
 
 NO_SERVER = 3  # exit status: no Triton server can run here (the old scripts/triton_check.py's)
 MISMATCH = 1

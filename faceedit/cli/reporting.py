@@ -1,4 +1,4 @@
-"""One clear line and a non-zero exit for every user error; never a traceback."""
+"""How the CLI reports errors: one clear line and a non-zero exit for every user error; never a traceback."""
 from __future__ import annotations
 
 import functools

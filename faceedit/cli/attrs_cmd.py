@@ -50,7 +50,8 @@ def register(app: typer.Typer):
                 j.face.before = dict(zip(editor.attribute_names, map(float, p)))
             faces = [j.face for j in prepared]
             if as_json:
-                report.append({"image": str(src), "faces": [face_dict(f, False) for f in faces]})
+                report.append({"image": str(src), "faces": [face_dict(f, False) for f in faces],
+                               "edit_tiers": dict(editor.model.tiers)})
                 continue
             typer.echo(f"{src}")
             for i, f in enumerate(faces):
@@ -58,7 +59,7 @@ def register(app: typer.Typer):
                     typer.echo(f" face {i} at {f.box} skipped: {f.skipped}")
                     continue
                 typer.echo(f" face {i} at {f.box} ({f.how}): attribute probability")
-                for line in attribute_lines(f.before, None, set()):
+                for line in attribute_lines(f.before, None, set(), editor.model.tiers):
                     typer.echo(line)
         if as_json:
             typer.echo(json.dumps(report if batch else (report[0] if report else {}), indent=2))

@@ -21,15 +21,23 @@ def register(app: typer.Typer):
                       implied_data: Optional[Path] = typer.Option(None, "--implied-data", help="The dataset (CelebA layout) whose train-split labels the implied rules come from."),
                       implied_note: str = typer.Option("", "--implied-note", help="How the implied attributes were chosen (recorded in the manifest)."),
                       edit_filter: List[str] = typer.Option([], "--edit-filter", help="The guided filter on the edit's change: RADIUS,EPS for every attribute (e.g. 2,0.001), NAME=RADIUS,EPS for one (repeat), or off. Choose on validation."),
-                      edit_filter_note: str = typer.Option("", "--edit-filter-note", help="How the edit filter was chosen (recorded in the manifest).")):
+                      edit_filter_note: str = typer.Option("", "--edit-filter-note", help="How the edit filter was chosen (recorded in the manifest)."),
+                      tiers_from: Optional[Path] = typer.Option(None, "--tiers-from", help="A validation `faceedit eval` JSON (realism on) of this directory as it is: every attribute's quality tier, stable or experimental, is drawn from it by the rule in docs/eval/tier-rule.txt."),
+                      demote: List[str] = typer.Option([], "--demote", help="NAME=WHY: with --tiers-from, rate NAME experimental whatever its figures (a failure seen in the pictures that the figures miss). Repeatable.")):
         """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
 
         Example: faceedit export-update --model faceedit/models/default --auto-strength-from val-sweep.json
         """
         if (auto_strength_from is None and eval_json is None and implied_for is None
-                and not edit_filter and not auto_strength):
+                and not edit_filter and not auto_strength and tiers_from is None and not demote):
             raise UserError("nothing to update: give --auto-strength-from or --auto-strength, --implied-for, "
-                            "--edit-filter and/or --eval-json")
+                            "--edit-filter, --tiers-from and/or --eval-json")
+        demoted = {}
+        for item in demote:
+            name, sep, why = item.partition("=")
+            if not sep or not name.strip() or not why.strip():
+                raise UserError(f"--demote expects NAME=WHY (e.g. --demote 'Bald=a colour wash inside a square'), got {item!r}")
+            demoted[name.strip()] = why.strip()
         from faceedit.cli.options import name_numbers
         tops = name_numbers(auto_strength, "--auto-strength") if auto_strength else None
         implied = None if implied_for is None else [a.strip() for a in implied_for.split(",") if a.strip()]
@@ -43,12 +51,10 @@ def register(app: typer.Typer):
         from faceedit.export import ExportError
         from faceedit.core.manifest import ManifestError
         try:
-            if (auto_strength_from is not None or eval_json is not None or implied_for is not None or edit_filter
-                    or tops):
-                update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
-                             implied_for=implied, implied_data=implied_data, implied_note=implied_note,
-                             edit_filter=edit_filter or None, edit_filter_note=edit_filter_note,
-                             auto_strength_tops=tops)
+            update_model(model, auto_strength_from, auto_strength_note, eval_json, log=typer.echo,
+                         implied_for=implied, implied_data=implied_data, implied_note=implied_note,
+                         edit_filter=edit_filter or None, edit_filter_note=edit_filter_note,
+                         auto_strength_tops=tops, tiers_from=tiers_from, tiers_demote=demoted)
         except (ExportError, ManifestError) as e:
             raise UserError(str(e)) from None
         typer.echo(f"updated {model / 'manifest.json'}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import typer
 
+from faceedit.core.tiers import EXPERIMENTAL
+
 MODEL_HELP = "Model directory or name (default: the shipped model)."
 BACKEND_HELP = "auto (the fastest available here), onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt."
 PRECISION_HELP = ("auto (the fastest variant the export accepted for that backend: bf16 on OpenVINO with a bf16 CPU, "
@@ -36,15 +38,18 @@ def load_editor(model, backend, precision, auto_strength=True, implied=True, edi
     return editor
 
 
-def attribute_lines(before: dict, after: dict | None, changed: set) -> list[str]:
+def attribute_lines(before: dict, after: dict | None, changed: set, tiers: dict | None = None) -> list[str]:
+    """One line per attribute: its probability (before -> after for an edit), '<- set' where the user set it,
+    and '[experimental edit]' where the model's quality tier says its edits often fail (core.tiers)."""
     width = max(len(n) for n in before)
     lines = []
     for name, p in before.items():
         mark = "  <- set" if name in changed else ""
+        tier = "  [experimental edit]" if (tiers or {}).get(name) == EXPERIMENTAL else ""
         if after is None:
-            lines.append(f"  {name:<{width}}  {p:.3f}")
+            lines.append(f"  {name:<{width}}  {p:.3f}{tier}")
         else:
-            lines.append(f"  {name:<{width}}  {p:.3f} -> {after[name]:.3f}{mark}")
+            lines.append(f"  {name:<{width}}  {p:.3f} -> {after[name]:.3f}{mark}{tier}")
     return lines
 
 

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from faceedit.core.tiers import experimental_among
+
 from faceedit.cli.reporting import UserError, friendly
 from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
@@ -51,6 +53,11 @@ def register(app: typer.Typer):
         if off:
             typer.echo("turned off for this run: " + ", ".join(off), err=True)
         changed = request.changed
+        experimental = experimental_among(editor.model.tiers, sorted(changed))
+        if experimental:
+            typer.secho(f"note: {', '.join(experimental)}: experimental (this model's edits of "
+                        f"{'it' if len(experimental) == 1 else 'them'} often fail or do not look like a photo yet; "
+                        "see the model card's quality tiers)", fg="yellow", err=True)
         for name, rate, split in editor.model.weak_edits(sorted(changed)):
             typer.secho(f"note: {name} edits landed on {rate:.0%} of the {split} faces this model was measured on; "
                         "expect little change or artefacts", fg="yellow", err=True)
@@ -74,7 +81,7 @@ def register(app: typer.Typer):
                     typer.echo(f" face {i} at {f.box} skipped: {f.skipped}")
                     continue
                 typer.echo(f" face {i} at {f.box} ({f.how}): attribute probability before -> after")
-                for line in attribute_lines(f.before, f.after, changed):
+                for line in attribute_lines(f.before, f.after, changed, editor.model.tiers):
                     typer.echo(line)
                 if f.pushed:
                     typer.echo("  auto strength pushed: " + ", ".join(f"{n} x{m:g}" for n, m in f.pushed.items()))

@@ -10,6 +10,7 @@ from faceedit.core.manifest import ManifestError as ModelError
 from faceedit.core.manifest import load_manifest
 from faceedit.core.implied import rule_table
 from faceedit.core.strength import top_multipliers
+from faceedit.core.tiers import tier_table
 
 
 def models_root() -> Path:
@@ -55,6 +56,7 @@ class ModelInfo:
     implied: object = None  # faceedit.core.implied.rule_table of the manifest's "implied" rules, or None
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
     edit_filter: dict | None = None  # manifest "edit_filter": how the edit's change is filtered (engine.edit_filter)
+    tiers: dict = field(default_factory=dict)  # attribute -> "stable" | "experimental" (core.tiers); {} if unrated
 
     @classmethod
     def load(cls, model=None, verify: bool = True) -> "ModelInfo":
@@ -75,6 +77,10 @@ class ModelInfo:
             info.implied = rule_table(m.get("implied"), names)
         except (AttributeError, TypeError, ValueError) as e:
             raise ModelError(f"{path}/manifest.json: bad \"implied\" entry: {e}") from None
+        try:
+            info.tiers = tier_table(m.get("tiers"), names)
+        except ValueError as e:
+            raise ModelError(f"{path}/manifest.json: bad \"tiers\" entry: {e}") from None
         if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":
             raise ModelError(f"{path}: unsupported layout {m.get('layout')}/{m.get('channel_order')} (expected NCHW RGB)")
         return info

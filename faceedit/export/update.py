@@ -12,6 +12,8 @@ from faceedit.core.manifest import decoder_fingerprint, write_manifest
 from faceedit.core.model_dir import ModelInfo
 from faceedit.core.implied import MIN_SHARE, derive_rules, rule_table
 from faceedit.core.strength import top_multipliers
+from faceedit.core.tiers import TIERS
+from faceedit.export.tiers import draw_tiers
 
 
 AUTO_MEANING = ("an edit the model's own attribute head does not read as asked is rendered again with the "
@@ -41,6 +43,23 @@ def _same_model(result: dict, manifest: dict, path, flag: str, what: str):
         raise UpdateError(f"{flag}: {path} measured other implied attributes than this manifest's; {what}")
 
 
+def _measured_as_is(path, flag: str, manifest: dict, names) -> dict:
+    """A `faceedit eval` JSON that measured this directory with its current settings (weights, gains, implied
+    rules, auto strength and edit filter), or UpdateError."""
+    result = _read(path, flag)
+    _same_model(result, manifest, path, flag, "re-run the evaluation")
+    tops = dict(zip(names, top_multipliers(manifest.get("edit_strength"), names)))
+    measured = (result.get("auto_strength") or {}).get("top_multiplier") or {}
+    if {a: float(measured.get(a, 1.0)) for a in names} != tops:
+        raise UpdateError(f"{flag}: {path} measured other auto strength settings than this manifest's; "
+                          "re-run the evaluation on the updated directory")
+    if "edit_filter" in result and (_filter_of(result.get("edit_filter"), names)
+                                    != _filter_of(manifest.get("edit_filter"), names)):
+        raise UpdateError(f"{flag}: {path} measured another edit filter than this manifest's; "
+                          "re-run the evaluation on the updated directory")
+    return result
+
+
 def _filter_of(entry, names):
     """What of an edit_filter entry changes pixels (each attribute's filter), for comparing two of them."""
     from faceedit.engine.edit_filter import EditFilter
@@ -67,7 +86,8 @@ def implied_rules(data, names, attributes) -> tuple[dict, int]:
 
 def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
                  implied_for=None, implied_data=None, implied_note: str = "", edit_filter: list | None = None,
-                 edit_filter_note: str = "", auto_strength_tops: dict | None = None) -> dict:
+                 edit_filter_note: str = "", auto_strength_tops: dict | None = None, tiers_from=None,
+                 tiers_demote: dict | None = None) -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
@@ -76,7 +96,10 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     given with it must have measured the new rules. edit_filter: ["RADIUS,EPS"], ["NAME=RADIUS,EPS", ...] or
     ["off"], the guided filter on the edit's change (faceedit.engine.edit_filter), also applied before an eval
     given with it is checked. auto_strength_tops: {attribute: top} set as they are (chosen elsewhere, e.g. a
-    recipe that pins a shipped model's tops), instead of auto_strength_from."""
+    recipe that pins a shipped model's tops), instead of auto_strength_from. tiers_from: a validation `faceedit
+    eval` JSON (realism on) of this directory as it is; every attribute's quality tier is drawn from it by
+    faceedit.export.tiers' rule, tiers_demote ({attribute: why}) moving attributes the pictures show failing
+    to experimental."""
     from faceedit.eval.report import best_tops
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
@@ -147,20 +170,21 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())
                                  or "off for every attribute (fixed strength had the better net effect)"))
     if eval_json is not None:
-        result = _read(eval_json, "--eval-json")
-        _same_model(result, manifest, eval_json, "--eval-json", "re-run the evaluation")
-        tops = dict(zip(names, top_multipliers(manifest.get("edit_strength"), names)))
-        measured = (result.get("auto_strength") or {}).get("top_multiplier") or {}
-        if {a: float(measured.get(a, 1.0)) for a in names} != tops:
-            raise UpdateError(f"--eval-json: {eval_json} measured other auto strength settings than this manifest's; "
-                              "re-run the evaluation on the updated directory")
-        if "edit_filter" in result and (_filter_of(result.get("edit_filter"), names)
-                                        != _filter_of(manifest.get("edit_filter"), names)):
-            raise UpdateError(f"--eval-json: {eval_json} measured another edit filter than this manifest's; "
-                              "re-run the evaluation on the updated directory")
+        _measured_as_is(eval_json, "--eval-json", manifest, names)
         manifest["eval"] = _read_eval(eval_json)
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "
             f"{manifest['eval']['edit_success_mean13']:.1%}")
+    if tiers_from is not None:
+        result = _measured_as_is(tiers_from, "--tiers-from", manifest, names)
+        try:
+            manifest["tiers"] = draw_tiers(result, Path(tiers_from), names, tiers_demote)
+        except ValueError as e:
+            raise UpdateError(f"--tiers-from: {e}") from None
+        per = manifest["tiers"]["per_attribute"]
+        for tier in TIERS:
+            log(f"{tier}: " + (", ".join(n for n in names if per[n]["tier"] == tier) or "none"))
+    elif tiers_demote:
+        raise UpdateError("--demote needs --tiers-from: tiers are drawn from a validation evaluation first")
     write_manifest(model_dir, manifest)
     ModelInfo.load(model_dir)  # the engine's own reader accepts what was written
     return manifest

@@ -109,6 +109,7 @@ class FaceService:
                 "backend": self.editor.backend.name, "precision": self.editor.precision,
                 "description": self.editor.describe(), "auto_strength": self.editor.auto_strength,
                 "implied_rules": self.editor.implied, "edit_filter": self.editor.edit_filter,
+                "tiers": dict(m.tiers),  # attribute -> stable | experimental (core.tiers); {} for an unrated model
                 "batcher": {"max_batch": self.batcher.max_batch, "max_delay_ms": self.batcher.max_delay * 1000,
                             "max_queue": self.batcher.max_queue}}
 

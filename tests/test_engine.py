@@ -266,7 +266,7 @@ def test_model_by_name(tiny_model_dir, monkeypatch):
 def test_an_edit_request_is_resolved_once_and_passes_through(monkeypatch):
     """--set is parsed into one EditRequest at the edge; the photo path hands that object down unchanged."""
     from faceedit.engine import EditRequest, EngineError
-    from faceedit.engine.files import Job, run_jobs
+    from faceedit.cli.photo_jobs import Job, run_jobs
     from faceedit.engine.photo import PhotoEditor
     from faceedit.engine.imageio import write_photo
     import faceedit.engine.request as request_module

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from faceedit.cli.reporting import friendly
+from faceedit.cli.reporting import friendly, one_line
 from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
 
@@ -26,11 +26,11 @@ def register(app: typer.Typer):
               detector_model: Optional[Path] = typer.Option(None, "--detector-model", help=DETECTOR_MODEL_HELP),
               max_pixels: float = typer.Option(50.0, "--max-pixels", help=MAX_PIXELS_HELP)):
         """Infer the attributes of the faces in photos."""
-        from faceedit.engine import files
+        from faceedit.cli.photo_jobs import collect_inputs
         from faceedit.engine.imageio import read_photo
         from faceedit.engine.photo import PhotoEditor, parse_face_choice
         which = parse_face_choice(face)
-        inputs, batch = files.collect_inputs(image)
+        inputs, batch = collect_inputs(image)
         editor = load_editor(model, backend, precision)
         pe = PhotoEditor(editor, detector_model, detector)
         report, failures = [], 0
@@ -42,7 +42,7 @@ def register(app: typer.Typer):
                 if not batch:
                     raise
                 failures += 1
-                typer.secho(f"error: {src.name}: {str(e).splitlines()[0]}", fg="red", err=True)
+                typer.secho(f"error: {src.name}: {one_line(e)}", fg="red", err=True)
                 continue
             editable = [j for j in prepared if j.editable]  # the others: found, too small to read
             probs = editor.attributes([j.crop for j in editable]) if editable else []

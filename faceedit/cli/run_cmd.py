@@ -9,7 +9,7 @@ import typer
 
 from faceedit.core.tiers import experimental_among
 
-from faceedit.cli.reporting import UserError, friendly
+from faceedit.cli.reporting import UserError, friendly, one_line
 from faceedit.cli.options import (BACKEND_HELP, DETECTOR_HELP, DETECTOR_MODEL_HELP, MAX_PIXELS_HELP, MODEL_HELP, PRECISION_HELP,
                                   attribute_lines, face_dict, load_editor)
 
@@ -34,14 +34,15 @@ def register(app: typer.Typer):
             max_pixels: float = typer.Option(50.0, "--max-pixels", help=MAX_PIXELS_HELP),
             as_json: bool = typer.Option(False, "--json", help="Print the attributes before/after as JSON.")):
         """Edit the face attributes of photos: `faceedit run --image me.jpg --set young=1 --set smiling=0.5`."""
-        from faceedit.engine import files
+        from faceedit.cli import photo_jobs
+        from faceedit.engine.request import parse_changes
         from faceedit.engine.photo import PhotoEditor, parse_face_choice
-        changes = files.parse_sets(set_)
+        changes = parse_changes(set_)
         if not changes:
             raise UserError("nothing to change: give at least one --set NAME=VALUE (see `faceedit attrs` for names)")
         which = parse_face_choice(face)
-        inputs, batch = files.collect_inputs(image)
-        jobs = files.plan_outputs(inputs, out, batch)
+        inputs, batch = photo_jobs.collect_inputs(image)
+        jobs = photo_jobs.plan_outputs(inputs, out, batch)
         editor = load_editor(model, backend, precision)
         # resolved once, with this run's options; this object travels down to the decoder
         request = editor.request(changes, raw=raw, auto_strength=not fixed_strength, implied=not literal,
@@ -63,10 +64,10 @@ def register(app: typer.Typer):
                         "expect little change or artefacts", fg="yellow", err=True)
         pe = PhotoEditor(editor, detector_model, detector)
         failures, report = 0, []
-        for o in files.run_jobs(pe, jobs, request, which, aligned, int(max_pixels * 1e6)):
+        for o in photo_jobs.run_jobs(pe, jobs, request, which, aligned, int(max_pixels * 1e6)):
             if o.error is not None:
                 failures += 1
-                msg = str(o.error).splitlines()[0]
+                msg = one_line(o.error)
                 if not batch:
                     raise UserError(msg)
                 typer.secho(f"error: {o.job.src.name}: {msg}", fg="red", err=True)

@@ -21,10 +21,10 @@ def register(app: typer.Typer):
                backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
                precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP)):
         """Draw new faces with chosen attributes into one grid image."""
-        from faceedit.engine import files
+        from faceedit.engine.request import parse_changes
         from faceedit.engine.grid import grid
         from faceedit.engine.imageio import output_format, write_photo
-        changes = files.parse_sets(set_)
+        changes = parse_changes(set_)
         output_format(out)
         editor = load_editor(model, backend, precision)
         faces = editor.sample(count, changes, seed)

@@ -1,12 +1,21 @@
-"""The runtime's exceptions. User-caused ones are ValueErrors with a one-line message, so the CLI (and any
-caller that already handles ValueError) reports them as they are."""
+"""The runtime's exceptions. User-caused ones are ValueErrors with a one-line message in the API's terms, so
+any caller that already handles ValueError can report them as they are; an EngineError that concerns one
+option says which in `field`, by its API name, so each front end can name it its own way."""
 from __future__ import annotations
 
 from faceedit.core.manifest import ManifestError as ModelError  # missing, damaged or tampered model directory
 
 
 class EngineError(ValueError):
-    """Something the caller can fix: a bad argument, image, attribute or backend choice."""
+    """Something the caller can fix: a bad argument, image, attribute or backend choice.
+
+    field: the API name of the option it concerns ("set", "face", "aligned", "max_pixels", "detector",
+    "detector_model", "precision", ...), or None. The message never spells an option as a CLI flag or an
+    HTTP parameter: the CLI prints the flag (cli.reporting.one_line), the HTTP service the query field."""
+
+    def __init__(self, *args, field: str | None = None):
+        super().__init__(*args)
+        self.field = field
 
 
 class BackendUnavailable(EngineError):

@@ -19,6 +19,23 @@ from faceedit.engine.errors import EngineError
 VALUE_RANGE = (-1.0, 2.0)  # 0 off, 1 on, in between interpolates, beyond extrapolates
 
 
+def parse_changes(items) -> dict[str, float]:
+    """Attribute settings as text -> the changes Editor.request takes: ["young=1", "smiling=0.3"] ->
+    {"young": 1.0, "smiling": 0.3} (names are checked by Editor.request). The CLI's --set and the HTTP
+    query's set both come through here; an error has field "set"."""
+    out = {}
+    for item in items or ():
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise EngineError(f"an attribute setting is NAME=VALUE (e.g. young=1), got '{item}'", field="set")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise EngineError(f"'{value}' is not a number for {name.strip()} (0 off, 1 on, -1..2)",
+                              field="set") from None
+    return out
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: compared by identity (its arrays have no single truth value)
 class EditRequest:
     target: np.ndarray   # [A] float32: the value asked for each attribute (0 where not set)

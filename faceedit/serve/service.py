@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from faceedit.engine import files
-from faceedit.engine.request import VALUE_RANGE
+from faceedit.engine.request import VALUE_RANGE, parse_changes
 from faceedit.engine.errors import EngineError
 from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, Photo, encode, read_photo_bytes
 from faceedit.engine.job_batcher import JobBatcher
@@ -210,5 +209,6 @@ class FaceService:
 
 
 def parse_sets(items) -> dict:
-    """["smiling=0", "young=1"] -> {"smiling": 0.0, "young": 1.0}, in the CLI's wording on error."""
-    return files.parse_sets(items)
+    """["smiling=0", "young=1"] -> {"smiling": 0.0, "young": 1.0} (engine.request.parse_changes: an error has
+    field "set")."""
+    return parse_changes(items)

@@ -1,6 +1,6 @@
-"""The file side of `faceedit run` / `attrs`: which inputs, where outputs go, --set parsing, and the loop that
-reads, edits (one batch per chunk of photos) and writes. Kept here so the CLI stays a thin shell and other
-front ends (a service, a GUI) get the same behaviour."""
+"""The file side of `faceedit run` and `attrs`: which photos an --image names, where each edit is written, and
+the loop that reads, edits (one batch per chunk of photos) and writes. The edit itself is the engine's
+(PhotoEditor); --set goes through engine.request.parse_changes, as the HTTP service's set does."""
 from __future__ import annotations
 
 import glob
@@ -15,20 +15,6 @@ from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, default_output, output_f
 
 READABLE = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm"}
 CHUNK = 8  # photos per editor batch: bounds memory on big folders
-
-
-def parse_sets(items) -> dict[str, float]:
-    """["young=1", "smiling=0.3"] -> {"young": 1.0, "smiling": 0.3} (names are checked by the Editor)."""
-    out = {}
-    for item in items or ():
-        name, sep, value = str(item).partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise EngineError(f"--set expects NAME=VALUE (e.g. --set young=1), got '{item}'")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise EngineError(f"--set {name.strip()}: '{value}' is not a number (0 off, 1 on, -1..2)") from None
-    return out
 
 
 def collect_inputs(spec) -> tuple[list[Path], bool]:

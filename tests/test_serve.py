@@ -229,7 +229,9 @@ def test_edit_matches_the_cli_and_changes_only_the_face(server, astronaut_bytes,
 def test_cli_service_and_editor_paths_give_the_same_bytes():
     """One edit path from request to pixels: `faceedit run`'s PhotoEditor.edit, the service's FaceService.edit
     (through its JobBatcher, in process, no HTTP; the requests in flight together, options differing) and a
-    direct Editor.edit_crops pasted by PhotoEditor.finish_photo give the same photo, PNG byte for byte."""
+    direct Editor.edit_crops pasted by PhotoEditor.finish_photo give the same photo, PNG byte for byte; and
+    evaluation (eval.adapter.render, what `faceedit eval` scores) renders the same crop, pixel for pixel. The Ray
+    deployment serves through the same FaceService (serve/ray_app.py)."""
     import asyncio
 
     from skimage.data import astronaut as skimage_astronaut
@@ -256,6 +258,12 @@ def test_cli_service_and_editor_paths_give_the_same_bytes():
             for photo in (cli.photo, direct.photo):
                 assert encode_image(photo.rgb, None, "PNG") == encoded, r.values
             assert not np.array_equal(cli.photo.rgb, rgb)
+            if not (r.raw or not r.filtered or not r.implied):  # eval renders the product's default options
+                from faceedit.eval.adapter import render
+                values = np.array([[r.values.get(n, 0.0) for n in ed.attribute_names]], np.float32)
+                mask = np.array([[n in r.values for n in ed.attribute_names]])
+                scored = render(ed, [jobs[0].crop], values, mask, auto_strength=r.auto_strength)
+                assert np.array_equal(scored.images[0], edits.images[0]), r.values
             for a, b in ((faces[0], cli.faces[0]), (direct.faces[0], cli.faces[0])):
                 assert (a.box, a.how, a.pushed, a.implied) == (b.box, b.how, b.pushed, b.implied)
                 np.testing.assert_allclose(list(a.before.values()), list(b.before.values()), atol=1e-5)

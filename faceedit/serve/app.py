@@ -13,7 +13,7 @@ from faceedit import __version__
 from faceedit.serve import http_errors
 from faceedit.serve.limits import Limits
 from faceedit.serve.metrics import Metrics, MetricsMiddleware
-from faceedit.serve.routes import api, health, page
+from faceedit.serve.routes import api, docs, health, page
 from faceedit.serve.service import FaceService, ServiceConfig
 
 log = logging.getLogger("faceedit.serve")
@@ -48,6 +48,7 @@ def create_app(config: ServiceConfig | None = None, limits: Limits | None = None
             log.info("faceedit serve: stopped")
 
     app = FastAPI(title="faceedit", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # routes/docs.py: the same pages, no CDN
                   description="Face-attribute editing: read the attributes of faces in a photo, edit them, "
                               "reconstruct, sample new faces. Photos go in as the raw request body.")
     app.state.service, app.state.stopping = None, False
@@ -56,6 +57,7 @@ def create_app(config: ServiceConfig | None = None, limits: Limits | None = None
     app.include_router(api.router)
     app.include_router(health.router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     if cors:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],

@@ -176,8 +176,9 @@ def test_make_detector_choices_and_errors(tmp_path):
     assert make_detector("haar").name == "haar"
     with pytest.raises(EngineError, match="unknown detector"):
         make_detector("mtcnn")
-    with pytest.raises(EngineError, match="goes with --detector yunet"):
+    with pytest.raises(EngineError, match="goes with detector yunet") as e:
         make_detector("blazeface", tmp_path / "x.onnx")
+    assert e.value.field == "detector_model"
     with pytest.raises(EngineError, match="needs its model file"):
         make_detector("yunet")
     with pytest.raises(EngineError, match="not found"):

@@ -163,3 +163,28 @@ def test_shipped_data_lives_under_models():
     assert sorted(set(top) - set(ROOMS)) == ["models"], top
     code = sorted(p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "models").rglob("*.py"))
     assert code == ["models/__init__.py"], code
+
+
+def flags_in_raised_messages(root: Path) -> list[str]:
+    """Every `raise` whose message text spells a CLI flag (--name), outside a quoted `faceedit ...` command."""
+    import re
+    bad = []
+    for f in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                text = " ".join(c.value for c in ast.walk(node.exc)
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                if re.search(r"(^|[\s(])--[a-z]", re.sub(r"`[^`]*`", "", text)):
+                    bad.append(f"{f.relative_to(root.parent).as_posix()}:{node.lineno}")
+    return bad
+
+
+def test_engine_errors_speak_api_terms(tmp_path):
+    # the engine's messages name an option by its API name (EngineError.field); the CLI adds its flag when it
+    # reports one (cli.reporting.one_line), the HTTP service its query field
+    assert flags_in_raised_messages(PACKAGE / "engine") == []
+    fake = tmp_path / "engine"
+    fake.mkdir()
+    (fake / "m.py").write_text('def f(x):\n    raise ValueError(f"{x}: use --aligned")\n'
+                               'def g():\n    raise ValueError("run `faceedit export --tensorrt` here")\n')
+    assert flags_in_raised_messages(fake) == ["engine/m.py:2"]

@@ -159,13 +159,13 @@ def test_errors_are_one_line_and_write_nothing(case, tiny_model_dir, face_file, 
     elif case == "no_face":
         image = tmp_path / "wall.png"
         Image.fromarray(np.full((200, 300, 3), 120, np.uint8)).save(image)
-        extra, match = [], "--aligned"
+        extra, match = [], "aligned face crop, use --aligned"
     elif case == "unknown_attr":
         sets, match = ["yuong=1"], "Did you mean 'young'"
     elif case == "out_of_range":
         sets, match = ["young=3"], "out of range"
     elif case == "bad_set":
-        sets, match = ["young"], "NAME=VALUE"
+        sets, match = ["young"], "--set: an attribute setting is NAME=VALUE"
     elif case == "missing_model":
         args, match = ["--model", tmp_path / "nowhere"], "does not exist"
     elif case == "tampered_model":
@@ -178,7 +178,7 @@ def test_errors_are_one_line_and_write_nothing(case, tiny_model_dir, face_file, 
         skd = pytest.importorskip("skimage.data")
         image = tmp_path / "astro.png"
         Image.fromarray(skd.astronaut()).save(image)
-        extra, match = ["--face", "5"], "has 1 face"
+        extra, match = ["--face", "5"], "--face: there is no face 5: astro.png has 1 face"
     before = {p.name for p in tmp_path.rglob("*")}
     r = cli("run", "--image", image, *[a for s in sets for a in ("--set", s)], *extra, *args)
     assert r.exit_code != 0
@@ -186,6 +186,26 @@ def test_errors_are_one_line_and_write_nothing(case, tiny_model_dir, face_file, 
     assert len(errors) == 1 and match in errors[0], r.output
     assert "Traceback" not in r.output
     assert {p.name for p in tmp_path.rglob("*")} == before  # nothing written, not even a temp file
+
+
+def test_engine_errors_name_their_option_and_the_cli_its_flag():
+    """The engine says which option an error concerns by its API name (EngineError.field) and never spells a
+    flag; the CLI's reporter names the flag: in front, or by rewording the engine's hint."""
+    from faceedit.cli.reporting import one_line
+    from faceedit.engine.errors import EngineError, NoFaceFound
+    from faceedit.engine.photo import parse_face_choice
+    from faceedit.engine.request import parse_changes
+    with pytest.raises(EngineError) as e:
+        parse_changes(["young=x"])
+    assert e.value.field == "set" and "--" not in str(e.value)
+    assert one_line(e.value) == "--set: 'x' is not a number for young (0 off, 1 on, -1..2)"
+    with pytest.raises(EngineError) as e:
+        parse_face_choice("-1")
+    assert e.value.field == "face" and one_line(e.value) == "--face: a face number must be >= 0, got -1"
+    crop = NoFaceFound("no face found in a.png: if it is already an aligned face crop, say so (aligned)", field="aligned")
+    assert one_line(crop) == "no face found in a.png: if it is already an aligned face crop, use --aligned"
+    assert one_line(EngineError("over the limit\nmore", field="max_pixels")) == "--max-pixels: over the limit"
+    assert one_line(ValueError("no field here")) == "no field here"
 
 
 def test_warns_before_an_edit_the_model_rarely_lands(tiny_model_dir, face_file, tmp_path):

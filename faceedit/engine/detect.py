@@ -40,13 +40,14 @@ def make_detector(name: str | None = None, model_path=None, backend=None):
     fall back to ONNX Runtime on the CPU for this small graph)."""
     key = (name or ("yunet" if model_path else DEFAULT_DETECTOR)).strip().lower()
     if key not in DETECTORS:
-        raise EngineError(f"unknown detector '{name}': choose {', '.join(DETECTORS)}")
+        raise EngineError(f"unknown detector '{name}': choose {', '.join(DETECTORS)}", field="detector")
     if model_path is not None and key != "yunet":
-        raise EngineError(f"--detector-model is YuNet's model file: it goes with --detector yunet, not {key}")
+        raise EngineError(f"a detector model file is YuNet's: it goes with detector yunet, not {key}",
+                          field="detector_model")
     if key == "yunet":
         if model_path is None:
-            raise EngineError("--detector yunet needs its model file: --detector-model face_detection_yunet.onnx "
-                              "(from the OpenCV model zoo)")
+            raise EngineError("detector yunet needs its model file (face_detection_yunet.onnx, from the OpenCV "
+                              "model zoo)", field="detector_model")
         from faceedit.engine.detectors.yunet import YuNetDetector
         return YuNetDetector(model_path)
     if key == "haar":

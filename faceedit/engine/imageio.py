@@ -78,7 +78,8 @@ def _decode(source, p: Path | None, name: str, max_pixels: int) -> Photo:
             w, h = im.size
             if w * h > max_pixels:
                 raise DecompressionBomb(f"{name} is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP "
-                                        "limit (a decompression bomb?): raise it with --max-pixels if you trust it")
+                                        "limit (a decompression bomb?): raise the limit if you trust it",
+                                        field="max_pixels")
             mode = im.mode
             sampling = _jpeg_sampling(im)
             if im.format == "JPEG" and mode == "RGB":

@@ -82,9 +82,9 @@ def parse_face_choice(value) -> str | int:
     try:
         i = int(v)
     except ValueError:
-        raise EngineError(f"--face must be largest, all or a face number (0, 1, ...), got {value!r}") from None
+        raise EngineError(f"expected largest, all or a face number (0, 1, ...), got {value!r}", field="face") from None
     if i < 0:
-        raise EngineError(f"--face number must be >= 0, got {i}")
+        raise EngineError(f"a face number must be >= 0, got {i}", field="face")
     return i
 
 
@@ -120,13 +120,15 @@ class PhotoEditor:
 
     def choose(self, faces: list[Face], which, name: str = "the photo") -> list[Face]:
         if not faces:
-            raise NoFaceFound(f"no face found in {name}: if it is already an aligned face crop, use --aligned")
+            raise NoFaceFound(f"no face found in {name}: if it is already an aligned face crop, say so (aligned)",
+                              field="aligned")
         if which == "all":
             return faces
         if which == "largest":
             return [max(faces, key=lambda f: f.area)]
         if which >= len(faces):
-            raise EngineError(f"--face {which}: {name} has {len(faces)} face(s), numbered 0..{len(faces) - 1} left to right")
+            raise EngineError(f"there is no face {which}: {name} has {len(faces)} face(s), numbered 0..{len(faces) - 1} "
+                              "left to right", field="face")
         return [faces[which]]
 
     def too_small(self, face: Face) -> str:

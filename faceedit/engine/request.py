@@ -84,15 +84,16 @@ class EditRequest:
         try:
             matched = resolve(list(changes), list(names)) if changes else []
         except ValueError as e:
-            raise EngineError(str(e)) from None
+            raise EngineError(str(e), field="set") from None
         for requested, name in zip(changes, matched):
             try:
                 v = float(changes[requested])
             except (TypeError, ValueError):
-                raise EngineError(f"value for {requested} must be a number, got {changes[requested]!r}") from None
+                raise EngineError(f"value for {requested} must be a number, got {changes[requested]!r}",
+                                  field="set") from None
             if not (VALUE_RANGE[0] <= v <= VALUE_RANGE[1]) or v != v:
                 raise EngineError(f"value {v:g} for {requested} is out of range: use 0 (off) .. 1 (on), "
-                                  f"or {VALUE_RANGE[0]:g} .. {VALUE_RANGE[1]:g} to extrapolate")
+                                  f"or {VALUE_RANGE[0]:g} .. {VALUE_RANGE[1]:g} to extrapolate", field="set")
             i = names.index(name)
             target[i], mask[i] = v, 1.0
         target.setflags(write=False)

@@ -30,7 +30,7 @@ def canonical_name(name: str) -> str:
     key = name.strip().lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in _REGISTRY and key != "auto":
-        raise BackendUnavailable(f"unknown backend '{name}': choose auto, {', '.join(NAMES)}")
+        raise BackendUnavailable(f"unknown backend '{name}': choose auto, {', '.join(NAMES)}", field="backend")
     return key
 
 

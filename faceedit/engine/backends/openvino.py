@@ -94,7 +94,7 @@ class OpenVINOCPU(Backend):
         config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise BackendUnavailable("this CPU has no bf16 support in OpenVINO: use --precision fp32 or int8")
+            raise BackendUnavailable("this CPU has no bf16 support in OpenVINO: use fp32 or int8", field="precision")
         if self.cache:
             try:
                 d = cache_dir("openvino")

@@ -185,14 +185,15 @@ class DetectorFiles:
             self.graphs = {name: {"fp32": entry} for name, entry in self.manifest["graphs"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise EngineError(f"the BlazeFace detector files in {self.path} are missing or damaged ({e}): "
-                              "reinstall faceedit, or use --detector haar") from None
+                              "reinstall faceedit, or choose the haar detector", field="detector") from None
         for name, entry in self.manifest["graphs"].items():
             f = self.path / entry["path"]
             if not f.is_file():
-                raise EngineError(f"BlazeFace graph {f} is missing: reinstall faceedit, or use --detector haar")
+                raise EngineError(f"BlazeFace graph {f} is missing: reinstall faceedit, or choose the haar detector",
+                                  field="detector")
             if verify and sha256_file(f) != entry["sha256"]:
                 raise EngineError(f"BlazeFace graph {f} does not match its sha256 in detector.json (damaged or "
-                                  "replaced): reinstall faceedit, or use --detector haar")
+                                  "replaced): reinstall faceedit, or choose the haar detector", field="detector")
 
 
 DETECTOR_THREADS = 1  # the 128-px graph: 1.1 ms on one thread, no faster on two (which spin: 2.3x the CPU)

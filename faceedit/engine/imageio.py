@@ -28,7 +28,7 @@ class Photo:
     path: Path | None = None
     source_mode: str = ""
     # a JPEG source's chroma subsampling in Pillow's codes (0 4:4:4, 1 4:2:2, 2 4:2:0), -1 for other sources:
-    # a JPEG written from it keeps it (4:4:4 would spend ~60% more time and bytes on colour the photo lacks)
+    # a JPEG written from it keeps it (4:4:4 would spend time and bytes on colour the photo lacks)
     jpeg_sampling: int = -1
 
 
@@ -116,7 +116,7 @@ _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[:
 
 def _plain_jpeg(source, im) -> np.ndarray | None:
     """An RGB JPEG decoded by OpenCV, upright: the same libjpeg-turbo pixels as Pillow (tests compare them),
-    at ~6 ms instead of ~15 for 1 MP (Pillow's array export copies the image through bytes). None: let
+    faster (Pillow's array export copies the image through bytes; docs/photo-path.md). None: let
     Pillow decode it (a file not ending in the JPEG end marker may be truncated, and Pillow says so)."""
     import cv2
     data = np.frombuffer(source.getvalue(), np.uint8) if hasattr(source, "getvalue") else np.fromfile(source, np.uint8)

@@ -1,10 +1,10 @@
 """Pack training data and a checkpoint small enough to carry to another machine (a rented GPU), and unpack
 them there.
 
-- Data: the face crops training reads, not the original photos, WebP-coded at high quality (~43 dB against
-  the crops), with label files cut down to the packed faces, so the bundle is itself a small CelebA-layout
-  folder. Its crops are written straight into the ImageCache that `Trainer` reads, so no photo is needed
-  there. CelebA's 12,277 training crops at 64x64 plus 256 validation faces come to about 28 MB.
+- Data: the face crops training reads, not the original photos, WebP-coded at high quality (`quality`),
+  with label files cut down to the packed faces, so the bundle is itself a small CelebA-layout folder. Its
+  crops are written straight into the ImageCache that `Trainer` reads, so no photo is needed there. (A
+  CelebA bundle's size and fidelity: docs/training-log.md, "Training on a GPU".)
 - Checkpoint: fp16 weights without optimizer state ("slim"). Training resumes from it with fresh Adam
   moments; eval and export load it like any checkpoint (a generator-only one too).
 

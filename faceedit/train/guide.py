@@ -1,9 +1,9 @@
 """The guide: a fixed, adversarially robust attribute classifier that the edit loss may consult.
 
 Why: the two classifiers in the edit loss (D's attribute logits and the snapshot of the attribute head) are
-ordinary classifiers, and the generator learns to satisfy them with patterns nobody else sees: on validation
-faces the attribute head accepted 99% of Bald additions and 92% of Mustache additions, the independent judge
-7-10%. A classifier trained on adversarial examples (FGSM with a random start, Wong et al. 2020) cannot be
+ordinary classifiers, and the generator learns to satisfy them with patterns nobody else sees: edits they
+accept, an independent judge rejects (the figures: docs/training-log.md, 2026-11-27). A classifier trained on
+adversarial examples (FGSM with a random start, Wong et al. 2020) cannot be
 moved by small pixel patterns, so the only way to change its verdict is to change what the face looks like.
 
 It is not the judge: the architecture is the model's encoder trunk + attribute head (the judge has its own),

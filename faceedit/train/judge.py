@@ -4,10 +4,11 @@ They never see the CVAE-GAN or its losses: own architectures, own weights, train
 The generator is trained against the discriminator's classifier, not these, so an edit a judge accepts is
 one that transfers. Two architectures:
 - "judge" (faceedit.train.model.Judge): the choice judge. Model choices (checkpoints, gains, auto strength,
-  implied rules) are made with it on the validation split; shipped as judge.onnx.
+  implied rules) are made with it on the validation split. `faceedit export-judge` writes it into a judge
+  set (evaluation/judges/judge.onnx).
 - "reporting" (ReportingJudge below): a second judge of another design that no choice ever used, for the
   test split's reported figures and nothing else; its penultimate features also serve `faceedit eval` as
-  the embedding for KID. Shipped as reporting_judge.onnx.
+  the embedding for KID. Exported the same way (evaluation/judges/reporting_judge.onnx).
 """
 from __future__ import annotations
 

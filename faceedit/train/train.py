@@ -13,8 +13,8 @@ One step:
           classifier-specific pixel patterns that fooled D alone and were invisible to an independent judge.
           With --guide a third classifier joins them: fixed, adversarially trained (faceedit.train.guide),
           so small pixel patterns cannot satisfy it. With --cls-aug D's classifier and the attribute head
-          also learn from jittered reals: trained on exact crops they judge jittered images poorly (the
-          step-9600 head: 92.9% -> 84.5% on jittered val faces). With --projection, D's real/fake verdict is
+          also learn from jittered reals: trained on exact crops they judge jittered images poorly
+          (docs/training-log.md, 2026-11-27). With --projection, D's real/fake verdict is
           told the attributes (real pairs: the labels; reconstructions: the labels; edits: the targets).
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on

@@ -1,8 +1,7 @@
 """Backend registry: one small module per backend, imported only when asked for.
 
 `auto` tries them fastest first and keeps the first that is installed and runs the model here. The CPU
-order (OpenVINO before ONNX Runtime) was measured on the 64px model (fused editor graph, fp32, 2 cores):
-OpenVINO 18-23 ms vs ONNX Runtime 36-39 ms at batch 1, 148 vs 225 ms at batch 8."""
+order (OpenVINO before ONNX Runtime) follows `faceedit bench`'s measurements (benchmarks/README.md)."""
 from __future__ import annotations
 
 import importlib

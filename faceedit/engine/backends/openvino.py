@@ -82,8 +82,8 @@ class OpenVINOCPU(Backend):
         return g.get(precision)
 
     def auto_precision(self, model):
-        # measured on this Xeon (AMX): bf16 2-3x faster than f32, int8 between; bf16 only where the export
-        # measured it within the accuracy budget and the CPU has native bf16
+        # bf16 where the export measured it within the accuracy budget and the CPU has native bf16 (the
+        # fastest precision on such CPUs: benchmarks/README.md), else fp32
         if all(self.entry_for(model, g, "bf16") for g in ("attributes", "decoder")) and \
                 "BF16" in self.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             return "bf16"

@@ -1,13 +1,13 @@
 """MediaPipe BlazeFace, shipped in the package (faceedit/models/blazeface: two ONNX graphs, Apache-2.0):
 a face box and six landmarks per face (both eyes, nose, mouth, both ears), on the editor's backend.
 
-Passes, from big faces to small. Each is reliable for a band of face widths w (BlazeFace's box, about
-brow to chin) relative to the photo's longest side L, measured by pasting the astronaut at known sizes
-and tilts up to 20 degrees (30 tries a size):
-  whole  the 128-px front graph on the photo letterboxed with 20% margins: w from 0.19 L (all found; 0.17
-         L: 93%) to beyond the frame (a tight crop whose face overfills it still lands at ~80% of the input)
-  small  the 256-px back graph on the letterboxed photo: w from 0.05 L (0.04 L: 90%)
-  tiles  the back graph on overlapping tiles of 0.6 L: w from 0.03 L, run where that is >= MIN_FIND_PX
+Passes, from big faces to small. Each finds faces reliably from a floor width w (BlazeFace's box, about
+brow to chin) relative to the photo's longest side L:
+  whole  the 128-px front graph on the photo letterboxed with WHOLE_MARGIN margins: w from WHOLE_FLOOR L to
+         beyond the frame (a tight crop whose face overfills it is found too)
+  small  the 256-px back graph on the letterboxed photo: w from SMALL_FLOOR L
+  tiles  the back graph on tiles of (0.5 + TILE_OVERLAP) L: w from SMALL_FLOOR of a tile, run where that is
+         >= MIN_FIND_PX
 With largest_only a finer pass is skipped once a confirmed face is at least as wide as the coarser
 passes' floor: any wider face would have been found already.
 
@@ -15,12 +15,12 @@ Every candidate is then refined on an upright crop where its eyes are REFINE_EYE
 apart: once framed by the pass's landmarks, then framed by the refined ones on the crop and its mirror
 image (averaged: the mirror cancels the graph's left/right bias), and once more so if that framing still
 moved by more than SETTLED. The graph's landmarks shift with the framing, so they are taken where the
-framing they give is the one they were measured on, at the scale they were measured best (eye distance
-0.15 of the input). On the astronaut pasted 50 times at 17..170 px eye distances and tilts up to 30
-degrees: mean eye error 1.9%, max 3.4% of the eye distance (a single refinement of the pass: max 5.7%).
-On 300 real photos the median photo needs 4 runs of the 128-px graph (about 1.1 ms each, one thread).
-A candidate any refinement view does not confirm is dropped (most textures that look like a face in
-one framing do not in the mirror)."""
+framing they give is the one they were measured on, at the scale where they are most accurate
+(REFINE_EYES). A candidate any refinement view does not confirm is dropped (most textures that look like a
+face in one framing do not in the mirror).
+
+How the floors, the refinement scale and the thread count were chosen, and the eye accuracy and cost per
+photo that came of them: docs/photo-path.md."""
 from __future__ import annotations
 
 import json
@@ -196,7 +196,7 @@ class DetectorFiles:
                                   "replaced): reinstall faceedit, or choose the haar detector", field="detector")
 
 
-DETECTOR_THREADS = 1  # the 128-px graph: 1.1 ms on one thread, no faster on two (which spin: 2.3x the CPU)
+DETECTOR_THREADS = 1  # the 128-px graph runs on one thread: a second one only spins (docs/photo-path.md)
 
 
 def detector_backend(backend=None):

@@ -12,8 +12,8 @@ import numpy as np
 from faceedit.engine.detect import Face
 from faceedit.engine.errors import EngineError
 
-# Faces are found on a copy at most this big: Haar cost grows with pixels (147 ms for a 1024x1024 photo on
-# 2 cores). At 480 the smallest face found (24 px) is ~51 px in a 1-MP photo, under the 64 px the model
+# Faces are found on a copy at most this big: Haar cost grows with pixels (docs/photo-path.md has the
+# timing). At 480 the smallest face found (24 px) is ~51 px in a 1-MP photo, under the 64 px the model
 # edits at. Eyes are then searched at the photo's own resolution (see HaarDetector._eyes).
 DETECT_MAX_SIDE = 480
 EYE_FACE_WIDTH = 160  # eye search runs on the face's upper band scaled to at most this face width
@@ -53,7 +53,7 @@ class HaarDetector:
         face_cc, eye_cc = self._cascades()
         grey, scale = _grey_small(rgb)
         min_side = max(24, int(0.04 * min(grey.shape)))
-        # scale step 1.2 (not 1.1): ~40% less time; boxes only frame the eye search, which runs finely
+        # scale step 1.2 (not 1.1): faster (docs/photo-path.md); boxes only frame the eye search, which runs finely
         boxes, _, weights = face_cc.detectMultiScale3(grey, scaleFactor=1.2, minNeighbors=5,
                                                       minSize=(min_side, min_side), outputRejectLevels=True)
         faces = []

@@ -2,17 +2,48 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const DEBOUNCE_MS = 150;
-const state = { photo: null, faces: [], face: 0, start: {}, seq: 0, controller: null, names: [], photoUrl: null };
+const MOVED = 0.15;    // an attribute the user did not touch whose reading moved more than this is shown as moved
+const state = { photo: null, faces: [], face: 0, start: {}, before: {}, seq: 0, controller: null, timer: null,
+                names: [], tiers: {}, photoUrl: null, model: null };
 
-// ---- messages ------------------------------------------------------------------------------------
-const FRIENDLY = {
-  no_face: "No face found in this photo: try a sharper, front-facing one.",
-  bad_image: "That file is not an image this server can read.",
-  too_big: "That file is too big.",
-  too_many_pixels: "That photo has too many pixels.",
-  busy: "The server is busy: trying again in a moment…",
-  timeout: "The server took too long to answer: try again.",
+// ---- attribute names in plain words ----------------------------------------------------------------
+// The API's names are CelebA's. A name in TURNED is shown the other way round: the "Beard" slider shows
+// 1 - No_Beard's reading and sends No_Beard = 1 - value (the map is its own inverse).
+const LABELS = {
+  Bald: "Bald", Bangs: "Bangs", Black_Hair: "Black hair", Blond_Hair: "Blond hair", Brown_Hair: "Brown hair",
+  Gray_Hair: "Grey hair", Bushy_Eyebrows: "Bushy eyebrows", Eyeglasses: "Glasses", Male: "Male",
+  Mouth_Slightly_Open: "Mouth open", Mustache: "Mustache", No_Beard: "Beard", Pale_Skin: "Pale skin",
+  Young: "Young", Smiling: "Smiling", Heavy_Makeup: "Heavy make-up", Wearing_Hat: "Hat", Goatee: "Goatee",
 };
+const TURNED = new Set(["No_Beard"]);
+const turned = (name) => TURNED.has(name) || name.startsWith("No_");
+function label(name) {
+  if (LABELS[name]) return LABELS[name];
+  const words = name.replace(/^No_/, "").replace(/_/g, " ").toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+const shown = (name, v) => (turned(name) ? 1 - v : v);   // API value <-> slider value, both ways
+const fmt = (v) => Number(v).toFixed(2);
+const side = (v) => (v >= 0.5 ? "on" : "off");
+
+// ---- messages: the API's error kinds in words for someone using the page ------------------------------
+const FRIENDLY = {
+  no_face: "No face found in this photo: try a sharper one where the face looks at the camera.",
+  bad_image: "That file is not an image this page can read: try a JPEG, PNG or WebP photo.",
+  unsupported_media_type: "That kind of file is not accepted: try a JPEG, PNG or WebP photo.",
+  too_big: "That file is too big for this server: try a smaller photo.",
+  too_many_pixels: "That photo has too many pixels for this server: try a smaller one.",
+  bad_request: "The server would not make this edit: press Reset and try again.",
+  busy: "The server is busy: trying again in a moment…",
+  not_ready: "The server is still starting: try again in a moment.",
+  timeout: "The server took too long to answer: try again, or with a smaller photo.",
+  internal: "Something went wrong on the server: try again; if it keeps happening, tell whoever runs it.",
+  not_found: "This page does not match the server (a page from another version?): reload the page.",
+  method_not_allowed: "This page does not match the server (a page from another version?): reload the page.",
+  network: "Cannot reach the server: is it still running?",
+};
+const BY_STATUS = { 400: "bad_image", 413: "too_big", 415: "unsupported_media_type", 422: "bad_request",
+                    503: "busy", 504: "timeout" };
 function say(text, bad = false, where = "message") {
   const el = $(where);
   el.textContent = text || "";
@@ -21,16 +52,24 @@ function say(text, bad = false, where = "message") {
 async function apiError(res) {
   let body = {};
   try { body = await res.json(); } catch (e) { /* not JSON */ }
-  const kind = body.kind || (res.status === 413 ? "too_big" : "http");
-  const detail = body.error || `${res.status} ${res.statusText}`;
-  const lead = FRIENDLY[kind];
-  const err = new Error(lead ? `${lead} (${detail})` : detail);
+  const kind = body.kind || BY_STATUS[res.status] || (res.status >= 500 ? "internal" : "http");
+  const ref = body.request_id || res.headers.get("X-Request-ID");
+  // the server's own text is written for the command line (it may name flags): kept for the console only
+  if (body.error) console.warn(`faceedit: ${res.status} ${kind}: ${body.error}`);
+  const text = FRIENDLY[kind] || `The server could not do this (error ${res.status}): try again.`;
+  const err = new Error(ref ? `${text} (reference ${ref})` : text);
   err.kind = kind;
   err.retryAfter = Number(res.headers.get("Retry-After") || 1);
   return err;
 }
 async function post(url, body, signal) {
-  const res = await fetch(url, { method: "POST", body, signal });
+  let res;
+  try {
+    res = await fetch(url, { method: "POST", body, signal });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    const err = new Error(FRIENDLY.network); err.kind = "network"; throw err;
+  }
   if (!res.ok) throw await apiError(res);
   return res.json();
 }
@@ -42,6 +81,7 @@ async function loadModel() {
     if (!res.ok) throw await apiError(res);
     const m = await res.json();
     state.names = m.attributes;
+    state.tiers = m.tiers || {};   // absent or empty (an unrated model): every attribute is stable
     $("model-line").textContent = `model ${m.model_id} · ${m.backend} ${m.precision}`;
     buildSampleControls(m.attributes);
   } catch (e) {
@@ -53,15 +93,14 @@ async function loadModel() {
 async function loadPhoto(blob) {
   if (!blob) return;
   state.photo = blob;
-  state.seq++;  // answers for the previous photo are now stale
-  if (state.controller) state.controller.abort();
+  cancelEdit();   // answers for the previous photo are now stale
   say("Reading the faces…");
   clearResult();
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photoUrl = URL.createObjectURL(blob);
   $("photo").src = state.photoUrl;
   try {
-    const info = await post("/v1/attributes?face=all", blob);
+    const [info] = await Promise.all([post("/v1/attributes?face=all", blob), state.model]);
     if (state.photo !== blob) return;
     state.faces = info.faces;
     state.size = [info.width, info.height];
@@ -96,6 +135,7 @@ function buildFaceChoice() {
 }
 
 function chooseFace(i) {
+  cancelEdit();
   state.face = i;
   $("face-choice").value = String(i);
   [...$("boxes").children].forEach((b, k) => b.setAttribute("aria-pressed", String(k === i)));
@@ -104,32 +144,48 @@ function chooseFace(i) {
   loadReconstruction();
 }
 
-// ---- sliders ---------------------------------------------------------------------------------------
+// ---- sliders: the API's range (-1..2), 0 and 1 marked; stable attributes first, experimental apart -----
 function buildSliders(probs) {
-  const box = $("sliders");
-  box.innerHTML = "";
-  state.start = {};
+  const stable = $("sliders"), experimental = $("sliders-experimental");
+  stable.innerHTML = ""; experimental.innerHTML = "";
+  state.start = {}; state.before = {};
   for (const [name, p] of Object.entries(probs)) {
-    const v = Math.round(p * 100) / 100;
+    const before = shown(name, p);
+    const v = Math.round(before * 100) / 100;
     state.start[name] = v;
+    state.before[name] = before;
     const row = document.createElement("div");
     row.className = "attr";
-    row.innerHTML = `<label for="attr-${name}">${name.replace(/_/g, " ")}</label>
-      <input type="range" id="attr-${name}" data-name="${name}" min="0" max="1" step="0.01" value="${v}">
-      <output id="out-${name}" for="attr-${name}"></output>`;
-    box.appendChild(row);
+    row.id = `row-${name}`;
+    row.dataset.name = name;
+    row.innerHTML = `<label for="attr-${name}"></label>
+      <input type="range" id="attr-${name}" data-name="${name}" min="-1" max="2" step="0.01" value="${v}"
+             list="marks" aria-describedby="out-${name} note-${name}">
+      <span class="asked" id="val-${name}"></span>
+      <div class="reading"><output id="out-${name}" for="attr-${name}"></output>
+        <span class="note" id="note-${name}"></span></div>`;
+    row.querySelector("label").textContent = label(name);
+    row.querySelector("label").title = turned(name) ? `${name}, the other way round` : name;
+    (state.tiers[name] === "experimental" ? experimental : stable).appendChild(row);
     const input = row.querySelector("input");
     input.addEventListener("input", () => { showValue(name); scheduleEdit(); });
     showValue(name);
   }
+  $("experimental").hidden = !experimental.children.length;
 }
-function showValue(name, after) {
+function showValue(name, after, note = "", how = "") {
   const input = $(`attr-${name}`), out = $(`out-${name}`);
-  const moved = Math.abs(Number(input.value) - state.start[name]) > 0.004;
-  input.closest(".attr").classList.toggle("moved", moved);
+  const v = Number(input.value);
+  const row = input.closest(".attr");
+  row.classList.toggle("moved", Math.abs(v - state.start[name]) > 0.004);
+  $(`val-${name}`).textContent = fmt(v);
+  row.classList.toggle("beyond", v > 1 || v < 0);   // a stronger (> 1) or reversed (< 0) edit
   if (after !== undefined) out.dataset.after = after.toFixed(3);
-  const tail = out.dataset.after !== undefined ? ` → ${out.dataset.after}` : "";
-  out.textContent = `${Number(input.value).toFixed(2)}${tail}`;
+  out.textContent = out.dataset.after !== undefined ? `${fmt(state.before[name])} → ${fmt(out.dataset.after)}`
+                                                    : `reads ${fmt(state.before[name])}`;
+  $(`note-${name}`).textContent = note;
+  row.classList.remove("not-taken", "drift", "implied", "took");
+  if (how) row.classList.add(how);
 }
 function changes() {
   const out = [];
@@ -140,43 +196,48 @@ function changes() {
   return out;
 }
 function resetSliders() {
+  cancelEdit();   // a request in flight is aborted, and its answer ignored if it comes anyway
   for (const [name, v] of Object.entries(state.start)) $(`attr-${name}`).value = v;
   clearResult();
+  say("");
 }
 
 // ---- editing: debounced, the newest request wins -----------------------------------------------------
-let timer = null;
 function scheduleEdit() {
-  clearTimeout(timer);
-  timer = setTimeout(runEdit, DEBOUNCE_MS);
+  clearTimeout(state.timer);
+  state.timer = setTimeout(runEdit, DEBOUNCE_MS);
+}
+function cancelEdit() {
+  clearTimeout(state.timer);
+  state.seq++;   // any answer still on its way is now stale
+  if (state.controller) state.controller.abort();
+  state.controller = null;
 }
 async function runEdit() {
+  cancelEdit();
+  const seq = state.seq;
   const set = changes();
-  const seq = ++state.seq;
-  if (state.controller) state.controller.abort();
-  if (!set.length) { clearResult(); return; }
+  if (!set.length) { clearResult(); say(""); return; }
   const controller = state.controller = new AbortController();
   const q = new URLSearchParams({ face: String(state.faces[state.face].index), format: $("format").value,
                                   fixed_strength: $("fixed").checked, literal: $("literal").checked,
                                   unfiltered: $("unfiltered").checked });
-  for (const [n, v] of set) q.append("set", `${n}=${v}`);
+  for (const [n, v] of set) q.append("set", `${n}=${fmt(shown(n, v))}`);
   const t0 = performance.now();
   say("Rendering…");
+  $("edit-state").textContent = "busy";
   try {
     const r = await post(`/v1/edit?${q}`, state.photo, controller.signal);
-    if (seq !== state.seq) return;  // a newer request was sent: this answer is stale
+    if (seq !== state.seq) return;  // a newer request was sent, or Reset pressed: this answer is stale
     const url = `data:${r.media_type};base64,${r.image}`;
     $("result").src = url;
     $("compare").value = 100; applyCompare();
     const dl = $("download");
     dl.href = url; dl.download = `faceedit.${r.format === "jpeg" ? "jpg" : r.format}`;
     dl.setAttribute("aria-disabled", "false");
-    const f = r.faces[0];
-    for (const [name, p] of Object.entries(f.attributes_after)) showValue(name, p);
-    const notes = [];
-    if (Object.keys(f.auto_strength).length) notes.push("auto strength pushed: " + Object.entries(f.auto_strength).map(([n, m]) => `${n} ×${m}`).join(", "));
-    if (Object.keys(f.implied).length) notes.push("implied: " + Object.entries(f.implied).map(([n, v]) => `${n}=${v}`).join(", "));
-    $("notes").textContent = notes.join(" · ");
+    state.lastFace = r.faces[0];   // (the tests read the API's answer here)
+    if (r.faces[0].attributes_after) showReadings(r.faces[0], new Map(set));
+    else $("summary").textContent = "This face is too small to edit: try a photo where it is larger.";
     $("latency").textContent = `last edit ${Math.round(performance.now() - t0)} ms (server ${Math.round(r.elapsed_ms)} ms)`;
     $("result").dataset.seq = String(seq);
     say("");
@@ -184,7 +245,47 @@ async function runEdit() {
     if (e.name === "AbortError" || seq !== state.seq) return;
     say(e.message, true);
     if (e.kind === "busy") setTimeout(() => { if (seq === state.seq) runEdit(); }, 1000 * e.retryAfter);
+  } finally {
+    if (seq === state.seq) { $("edit-state").textContent = ""; state.controller = null; }
   }
+}
+
+// Every attribute: the model's reading before -> after. An asked edit whose reading stays on the old side
+// of 0.5 did not take; an untouched attribute that moved more than MOVED moved by itself.
+function showReadings(face, asked) {
+  const implied = face.implied || {};
+  const took = [], notTaken = [], drift = [], rules = [];
+  for (const [name, p] of Object.entries(face.attributes_after)) {
+    const after = shown(name, p), before = state.before[name];
+    if (asked.has(name) || name in implied) {
+      const want = asked.has(name) ? asked.get(name) : shown(name, implied[name]);
+      const ok = (want >= 0.5) === (after >= 0.5);
+      const why = ok ? "" : `did not take: the model still reads it as ${side(after)}`;
+      if (asked.has(name)) {
+        (ok ? took : notTaken).push(`${label(name)} (asked ${fmt(want)}, reads ${fmt(after)})`);
+        showValue(name, after, why, ok ? "took" : "not-taken");
+      } else {
+        rules.push(`${label(name)} ${side(want)}${ok ? "" : " (did not take)"}`);
+        showValue(name, after, `set ${side(want)} with your edit${ok ? "" : "; " + why}`, ok ? "implied" : "not-taken");
+      }
+    } else if (Math.abs(after - before) > MOVED) {
+      drift.push(`${label(name)} ${fmt(before)} → ${fmt(after)}`);
+      showValue(name, after, "moved by itself", "drift");
+    } else {
+      showValue(name, after);
+    }
+  }
+  const parts = [];
+  if (notTaken.length) parts.push(`Did not take: ${notTaken.join(", ")}: the model still reads the face the old way ` +
+                                  "(try a stronger value, beyond 1 or below 0).");
+  if (took.length) parts.push(`Took: ${took.join(", ")}.`);
+  if (rules.length) parts.push(`Set with it: ${rules.join(", ")}.`);
+  if (drift.length) parts.push(`Also moved, untouched: ${drift.join(", ")}.`);
+  const summary = $("summary");
+  summary.textContent = parts.join(" ");
+  summary.classList.toggle("bad", notTaken.length > 0);
+  const pushed = Object.entries(face.auto_strength || {});
+  $("notes").textContent = pushed.length ? "auto strength pushed: " + pushed.map(([n, m]) => `${label(n)} ×${m}`).join(", ") : "";
 }
 function clearResult() {
   $("result").removeAttribute("src");
@@ -192,7 +293,10 @@ function clearResult() {
   const dl = $("download");
   dl.removeAttribute("href"); dl.setAttribute("aria-disabled", "true");
   $("notes").textContent = "";
-  for (const o of document.querySelectorAll("#sliders output")) delete o.dataset.after;
+  $("summary").textContent = "";
+  $("summary").classList.remove("bad");
+  $("edit-state").textContent = "";
+  for (const o of document.querySelectorAll(".attr output")) delete o.dataset.after;
   for (const name of Object.keys(state.start)) showValue(name);
 }
 function applyCompare() {
@@ -218,15 +322,20 @@ function buildSampleControls(names) {
   const box = $("sample-attrs");
   box.innerHTML = "";
   for (const name of names) {
-    const label = document.createElement("label");
-    label.innerHTML = `${name.replace(/_/g, " ")} <select data-name="${name}"><option value="">default</option>
-      <option value="1">on</option><option value="0">off</option></select>`;
-    box.appendChild(label);
+    const wrap = document.createElement("label");
+    wrap.append(`${label(name)} `);
+    const sel = document.createElement("select");
+    sel.dataset.name = name;
+    for (const [value, text] of [["", "default"], ["1", "on"], ["0", "off"]]) sel.add(new Option(text, value));
+    wrap.appendChild(sel);
+    box.appendChild(wrap);
   }
 }
 async function drawSamples() {
   const attributes = {};
-  for (const s of document.querySelectorAll("#sample-attrs select")) if (s.value !== "") attributes[s.dataset.name] = Number(s.value);
+  for (const s of document.querySelectorAll("#sample-attrs select")) {
+    if (s.value !== "") attributes[s.dataset.name] = shown(s.dataset.name, Number(s.value));
+  }
   const body = { attributes, count: Number($("sample-count").value) || 8 };
   if ($("sample-seed").value !== "") body.seed = Number($("sample-seed").value);
   say("Drawing…", false, "sample-message");
@@ -242,7 +351,7 @@ async function drawSamples() {
       $("samples").appendChild(img);
     });
     say("", false, "sample-message");
-  } catch (e) { say(e.message, true, "sample-message"); }
+  } catch (e) { say(e.kind ? e.message : FRIENDLY.network, true, "sample-message"); }
 }
 
 // ---- wiring ----------------------------------------------------------------------------------------
@@ -279,4 +388,4 @@ $("reset").addEventListener("click", resetSliders);
 $("compare").addEventListener("input", applyCompare);
 for (const id of ["fixed", "literal", "unfiltered", "format"]) $(id).addEventListener("change", scheduleEdit);
 $("sample-go").addEventListener("click", drawSamples);
-loadModel();
+state.model = loadModel();

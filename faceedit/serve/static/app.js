@@ -33,9 +33,11 @@ const FRIENDLY = {
   unsupported_media_type: "That kind of file is not accepted: try a JPEG, PNG or WebP photo.",
   too_big: "That file is too big for this server: try a smaller photo.",
   too_many_pixels: "That photo has too many pixels for this server: try a smaller one.",
+  too_small: "That photo is too small to edit: try a larger one.",
   bad_request: "The server would not make this edit: press Reset and try again.",
   busy: "The server is busy: trying again in a moment…",
   not_ready: "The server is still starting: try again in a moment.",
+  stopping: "The server is restarting: trying again in a moment…",
   timeout: "The server took too long to answer: try again, or with a smaller photo.",
   internal: "Something went wrong on the server: try again; if it keeps happening, tell whoever runs it.",
   not_found: "This page does not match the server (a page from another version?): reload the page.",
@@ -244,7 +246,7 @@ async function runEdit() {
   } catch (e) {
     if (e.name === "AbortError" || seq !== state.seq) return;
     say(e.message, true);
-    if (e.kind === "busy") setTimeout(() => { if (seq === state.seq) runEdit(); }, 1000 * e.retryAfter);
+    if (e.kind === "busy" || e.kind === "stopping") setTimeout(() => { if (seq === state.seq) runEdit(); }, 1000 * e.retryAfter);
   } finally {
     if (seq === state.seq) { $("edit-state").textContent = ""; state.controller = null; }
   }

@@ -113,7 +113,8 @@ def guide_cmd(data: Path = typer.Option(..., "--data", help="CelebA-layout folde
 def from_model_cmd(model: Path = typer.Option(..., "--model", help="An exported model directory (e.g. faceedit/models/default)."),
                    data: Path = typer.Option(..., "--data", help="Training faces (CelebA layout): BatchNorm statistics come from its train split."),
                    out: Path = typer.Option(..., "--out", help="Run directory: OUT/last.pt is written, for `faceedit train --resume`."),
-                   faces: int = typer.Option(2048, "--faces", help="Training faces the BatchNorm statistics are measured on.")):
+                   faces: int = typer.Option(2048, "--faces", help="Training faces the BatchNorm statistics are measured on."),
+                   edit_mask: bool = typer.Option(False, "--edit-mask/--no-edit-mask", help="Rebuild as an edit mask model (train --edit-mask): a model without a mask gets one that starts at ~0.95 everywhere (the full-face edit).")):
     """Rebuild a training checkpoint from an exported model (the shipped weights have no checkpoint in the repo).
 
     Example: faceedit train from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
@@ -124,7 +125,7 @@ def from_model_cmd(model: Path = typer.Option(..., "--model", help="An exported 
     if faces < 64:
         raise UserError(f"--faces must be at least 64, got {faces}")
     try:
-        checkpoint_from_model(model, data, out, faces=faces, log=typer.echo)
+        checkpoint_from_model(model, data, out, faces=faces, log=typer.echo, edit_mask=edit_mask)
     except (ManifestError, ValueError) as e:
         raise UserError(str(e).splitlines()[0]) from None
 

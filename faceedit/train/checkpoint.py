@@ -130,7 +130,19 @@ def resume(trainer, path: Path):
     if was != trainer.cfg.upsample:
         raise RuntimeError(f"{path} was trained with --upsample {was}; a run cannot change it "
                            f"(start a new run in another --out to try {trainer.cfg.upsample})")
+    if state.get("model_config", {}).get("edit_mask", False) and not trainer.cfg.edit_mask:
+        raise RuntimeError(f"{path} was trained with --edit-mask: resume it with --edit-mask")
     missing, unexpected = trainer.model.load_state_dict(state["model"], strict=False)
+    # a run may turn the edit mask on when it resumes: its conv starts as built (m ~ 0.95: the full-face edit)
+    new_mask = [k for k in missing if k.startswith("decoder.mask.")]
+    missing = [k for k in missing if k not in new_mask]
+    if new_mask:
+        trainer.log(f"{path} has no edit mask: it starts at ~0.95 everywhere (the full-face edit)")
+        if "opt_g" in state:  # the mask conv is opt_g's last group: its Adam moments start afresh
+            opt_g = state["opt_g"]
+            first = max((i for g in opt_g["param_groups"] for i in g["params"]), default=-1) + 1
+            opt_g["param_groups"].append({**opt_g["param_groups"][0],
+                                          "params": list(range(first, first + len(new_mask)))})
     # a run may turn the projection D on when it resumes: the embedding starts at zero, with fresh moments;
     # a generator-only checkpoint (bundle slim --generator-only, train from-model) brings no D at all
     fresh_d = bool(missing) and all(k.startswith("discriminator.") for k in missing) and "opt_g" not in state

@@ -49,6 +49,10 @@ class TrainConfig:
                                    "(a resumed run may turn it on).", MODEL)
     upsample: str = knob("transpose", "Decoder up-sampling: transpose (stride-2 transposed convolutions) or resize "
                                       "(nearest x2, then a 3x3 convolution). Fixed for a run's life.", MODEL)
+    edit_mask: bool = knob(False, "The decoder also draws a soft mask per edit, and the edit users get (and the "
+                                  "edit losses and D see) is the input plus the change gated by it: nothing "
+                                  "outside the mask moves (GANimation, SaGAN). A run may turn it on when it "
+                                  "resumes (the mask starts at ~0.95 everywhere: the full-face edit).", MODEL)
     # schedule
     epochs: int = knob(20, "Passes over the train split (used when --steps is 0).", SCHEDULE)
     steps: int = knob(0, "Total steps of the run, a resumed one included (0: --epochs).", SCHEDULE)
@@ -77,6 +81,10 @@ class TrainConfig:
     diff_augment: bool = knob(False, "Everything D's real/fake verdict sees (real faces, reconstructions, edits) is "
                                      "randomly translated and cut out (DiffAugment), so D cannot memorise the "
                                      "training faces; D's classifier learns from unaugmented real faces.", LOSS)
+    w_mask: float = knob(1.0, "--edit-mask: weight of the mask's sparsity, its mean over the edit (each pixel an "
+                              "edit touches costs this much per face, over the image's area).", LOSS)
+    w_mask_tv: float = knob(2.0, "--edit-mask: weight of the mask's smoothness, its total variation (mean absolute "
+                                 "difference of neighbouring pixels, across and down).", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
@@ -123,7 +131,7 @@ class TrainConfig:
     def model_config(self):
         from faceedit.train.model import ModelConfig
         return ModelConfig(self.image_size, list(self.attributes), self.z_channels, self.width, self.dec_width,
-                           self.projection, self.upsample)
+                           self.projection, self.upsample, self.edit_mask)
 
     def check(self):
         """What the command line can get wrong before any data is read (the Trainer checks the rest)."""
@@ -133,6 +141,8 @@ class TrainConfig:
             raise ValueError(f"--image-size must be 64 or 128, got {self.image_size}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
+        if self.w_mask < 0 or self.w_mask_tv < 0:
+            raise ValueError(f"--w-mask and --w-mask-tv must be >= 0, got {self.w_mask:g} and {self.w_mask_tv:g}")
 
 
 RESUME_HELP = "Continue exactly from OUT/last.pt (weights, optimizers, step, RNG); without one the run starts afresh."

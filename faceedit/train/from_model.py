@@ -10,6 +10,11 @@ The discriminator was never exported: it starts fresh (checkpoint.resume says so
 
     faceedit train from-model --model faceedit/models/default --data ../shared/celeba --out runs/ft
     faceedit train --data ../shared/celeba --out runs/ft --resume ...   # continues from it
+
+With edit_mask (`--edit-mask`) a model directory without an edit mask is rebuilt as a mask model: its weights
+as they are, the mask conv at its start (weight 0, bias MASK_START_LOGIT: m ~ 0.95 everywhere), so the rebuilt
+model edits as the directory does, bar the 5% the mask holds back, and a `--edit-mask` fine-tune learns to
+shrink it. A directory exported with a mask is rebuilt with it either way.
 """
 from __future__ import annotations
 
@@ -52,13 +57,14 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Module, nn.BatchNorm2d
     return pairs
 
 
-def model_config(manifest: dict, weights: dict) -> ModelConfig:
+def model_config(manifest: dict, weights: dict, edit_mask: bool = False) -> ModelConfig:
     enc = weights["encoder"]
     return ModelConfig(image_size=int(manifest["image_size"]), attributes=[a["name"] for a in manifest["attributes"]],
                        z_channels=int(manifest["z_shape"][0]), width=int(enc["encoder.trunk.stages.0.0.weight"].shape[0]),
                        dec_width=int(weights["decoder"]["decoder.inp.0.weight"].shape[0]),
                        # a 3x3 `up` conv follows a nearest x2 resize; the transposed one is 4x4
-                       upsample="resize" if weights["decoder"]["decoder.ups.0.up.weight"].shape[-1] == 3 else "transpose")
+                       upsample="resize" if weights["decoder"]["decoder.ups.0.up.weight"].shape[-1] == 3 else "transpose",
+                       edit_mask=edit_mask or "decoder.mask.weight" in weights["decoder"])
 
 
 def load_folded(model: CVAEGAN, weights: dict) -> dict[str, torch.Tensor]:
@@ -126,13 +132,14 @@ def calibrate(model: CVAEGAN, biases: dict, images: torch.Tensor, batch: int = 2
         bn.bias.data.copy_(mean.float() + biases[name])
 
 
-def rebuild(model_dir) -> tuple[CVAEGAN, dict, dict]:
+def rebuild(model_dir, edit_mask: bool = False) -> tuple[CVAEGAN, dict, dict]:
     """(model, folded biases, manifest): the exported weights as PyTorch modules, each BN an identity that adds
-    its folded bias until calibrate() gives it real statistics."""
+    its folded bias until calibrate() gives it real statistics. edit_mask: a mask model even where the directory
+    has no mask (the mask conv then starts as built)."""
     from faceedit.core.model_dir import ModelInfo
     manifest = ModelInfo.load(model_dir).manifest
     weights = onnx_weights(Path(model_dir), manifest)
-    model = CVAEGAN(model_config(manifest, weights))
+    model = CVAEGAN(model_config(manifest, weights, edit_mask))
     return model, load_folded(model, weights), manifest
 
 
@@ -144,13 +151,14 @@ def generator_from_model_dir(model_dir) -> tuple[CVAEGAN, dict]:
     return model.eval(), manifest
 
 
-def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print) -> Path:
-    """Writes OUT_DIR/last.pt (what `train --resume` continues from); returns its path."""
+def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print, edit_mask: bool = False) -> Path:
+    """Writes OUT_DIR/last.pt (what `train --resume` continues from; with edit_mask, `train --resume
+    --edit-mask`); returns its path."""
     from faceedit.train.augment import to_tensor
     from faceedit.train.checkpoint import atomic_save
     from faceedit.train.data import ImageCache, load_celeba
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    model, biases, manifest = rebuild(model_dir)
+    model, biases, manifest = rebuild(model_dir, edit_mask)
     cfg = model.cfg
     ds = load_celeba(data)
     train = ds.split_indices("train")
@@ -165,5 +173,6 @@ def checkpoint_from_model(model_dir, data, out_dir, faces: int = 2048, log=print
     path = out_dir / "last.pt"
     atomic_save(state, path)
     log(f"wrote {path}: the generator of {model_dir} (step {state['step']}), BatchNorm statistics from "
-        f"{len(pick)} training faces; the discriminator and Adam start fresh when training resumes from it")
+        f"{len(pick)} training faces; the discriminator and Adam start fresh when training resumes from it"
+        + ("; an edit mask model (resume it with --edit-mask)" if cfg.edit_mask else ""))
     return path

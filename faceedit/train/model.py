@@ -35,6 +35,7 @@ class ModelConfig:
     projection: bool = False      # D's real/fake logit is conditioned on the attributes (see Discriminator)
     upsample: str = "transpose"   # decoder x2 steps: "transpose" (4x4 stride-2 ConvTranspose) or "resize"
                                   # (nearest x2, then a 3x3 conv: no uneven kernel overlap, no checkerboard)
+    edit_mask: bool = False       # the decoder also draws a soft mask: where an edit applies (see composite)
 
     @property
     def n_attr(self) -> int:
@@ -49,7 +50,10 @@ class ModelConfig:
         return (self.z_channels, 8, 8)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.edit_mask:  # a model without a mask is recorded exactly as before the option existed
+            del d["edit_mask"]
+        return d
 
 
 def down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
@@ -131,8 +135,18 @@ class CondUp(nn.Module):
         return h + self.res(h)
 
 
+# The mask conv starts at weight 0 and this bias: m = sigmoid(3) ~ 0.95 everywhere, so a mask model starts as
+# the full-face residual edit (a mask-less model's weights loaded into it edit as before) and learns to shrink it.
+MASK_START_LOGIT = 3.0
+
+
 class Decoder(nn.Module):
-    """p(x|z,y): (z, attributes in 0..1) -> image in [-1, 1]."""
+    """p(x|z,y): (z, attributes in 0..1) -> image in [-1, 1]; with cfg.edit_mask also a soft mask in [0, 1]
+    (1 x S x S) that says where an edit with these attributes applies (see composite()).
+
+    The mask is its own 3x3 conv (`mask`) on the features the RGB conv (`out`) reads: the same maths as one
+    4-channel output conv, with the RGB weights keeping their names and shapes, so a mask-less model's weights
+    (a checkpoint, or a model directory through from_model) load into a mask model unchanged."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -142,15 +156,24 @@ class Decoder(nn.Module):
         chans = [max(c // 2**i, 32) for i in range(cfg.n_stages + 1)]
         self.ups = nn.ModuleList([CondUp(a, b, n, cfg.upsample) for a, b in zip(chans[:-1], chans[1:])])
         self.out = nn.Conv2d(chans[-1] + n, 3, 3, 1, 1)
+        self.mask = nn.Conv2d(chans[-1] + n, 1, 3, 1, 1) if cfg.edit_mask else None
+        if self.mask is not None:
+            nn.init.zeros_(self.mask.weight)
+            nn.init.constant_(self.mask.bias, MASK_START_LOGIT)
 
-    def forward(self, z, attrs):
+    def forward(self, z, attrs, with_mask: bool = False):
+        """The image; with_mask=True: (image, mask [N,1,S,S] in [0, 1], or None for a model without one)."""
         y = attrs * 2 - 1
         h = self.inp(torch.cat([z, tile(y, z)], 1))
         gamma, beta = self.film(y)[:, :, None, None].chunk(2, dim=1)
         h = F.relu(h * (1 + gamma) + beta)
         for up in self.ups:
             h = up(h, y)
-        return torch.tanh(self.out(torch.cat([h, tile(y, h)], 1)))
+        h = torch.cat([h, tile(y, h)], 1)
+        image = torch.tanh(self.out(h))
+        if not with_mask:
+            return image
+        return image, (torch.sigmoid(self.mask(h)) if self.mask is not None else None)
 
 
 class Discriminator(nn.Module):
@@ -215,16 +238,35 @@ class CVAEGAN(nn.Module):
 def edit(encoder, attribute_head, decoder, image, target, mask):
     """The product's edit, its one definition in PyTorch (the export's fused editor graph and the benchmark's
     eager baseline both run it): image [N,3,S,S], target/mask [N,A] decoder values -> (edited,
-    reconstruction, probabilities). Attributes not masked keep the attribute head's 0/1 decisions; callers
-    apply the edit as a residual on the crop: image + edited - reconstruction."""
+    reconstruction, probabilities), and for a model with an edit mask a fourth output, the edited pass's mask
+    [N,1,S,S]. Attributes not masked keep the attribute head's 0/1 decisions; callers apply the edit as a
+    residual on the crop, composite(image, edited, reconstruction, edit_mask): image + edited - reconstruction,
+    gated by the mask where there is one."""
     mu, _ = encoder(image)
     probabilities = torch.sigmoid(attribute_head(image))
     source = (probabilities > 0.5).to(image.dtype)
     y = mask * target + (1 - mask) * source
     # one decoder pass over 2N rows instead of two passes: same maths, better batching
-    both = decoder(torch.cat([mu, mu], 0), torch.cat([y, source], 0))
     n = image.shape[0]
-    return both[:n], both[n:], probabilities
+    if decoder.mask is None:
+        both = decoder(torch.cat([mu, mu], 0), torch.cat([y, source], 0))
+        return both[:n], both[n:], probabilities
+    both, edit_mask = decoder(torch.cat([mu, mu], 0), torch.cat([y, source], 0), with_mask=True)
+    return both[:n], both[n:], probabilities, edit_mask[:n]
+
+
+def composite(image, edited, reconstruction, edit_mask=None):
+    """The edit users get, one definition for training and the product (the engine does the same in numpy):
+    the residual edit image + (edited - reconstruction), where a model draws a mask gated by it, so the result
+    is the input where the mask is 0. Clamped to [-1, 1]."""
+    if edit_mask is None:
+        return (image + edited - reconstruction).clamp(-1, 1)
+    return (image + edit_mask * (edited - reconstruction)).clamp(-1, 1)
+
+
+def total_variation(m):
+    """Mean absolute difference of neighbouring pixels, across and down (the mask's smoothness term)."""
+    return (m[..., :, 1:] - m[..., :, :-1]).abs().mean() + (m[..., 1:, :] - m[..., :-1, :]).abs().mean()
 
 
 class Judge(nn.Module):

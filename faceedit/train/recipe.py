@@ -454,14 +454,15 @@ def _from_model_check(stage: Stage):
 
 def _from_model_commands(stage, run):
     return [" ".join(["faceedit train from-model", *run.flags(stage, {"model": "path", "data": "data"}),
-                      "--out", shell_word(run.stage_dir(stage)), *run.flags(stage, {"faces": "flag"})])]
+                      "--out", shell_word(run.stage_dir(stage)), *run.flags(stage, {"faces": "flag", "edit_mask": "switch"})])]
 
 
 def _from_model_run(stage, run):
     from faceedit.train.from_model import checkpoint_from_model
     o = stage.options
     checkpoint_from_model(run.path(stage, "model"), run.data(stage, o["data"]), run.stage_dir(stage),
-                          **({"faces": o["faces"]} if "faces" in o else {}), log=run.log)
+                          **({"faces": o["faces"]} if "faces" in o else {}), log=run.log,
+                          edit_mask=bool(o.get("edit_mask", False)))
 
 
 def _train_keys() -> dict:
@@ -527,7 +528,7 @@ TRAIN_KINDS = {
                        ("data",), "judge.pt", check=_judge_check, commands=_judge_commands, run=_judge_run),
     "guide": StageKind("guide", dict(data=DATA, steps=INT, eps=FLOAT, width=INT, batch_size=INT, lr=FLOAT, seed=INT),
                        ("data",), "guide.pt", commands=_guide_commands, run=_guide_run),
-    "from-model": StageKind("from-model", dict(model=REF, data=DATA, faces=INT), ("model", "data"), "last.pt",
+    "from-model": StageKind("from-model", dict(model=REF, data=DATA, faces=INT, edit_mask=BOOL), ("model", "data"), "last.pt",
                             takes={"model": ("export", "export-update")}, check=_from_model_check,
                             commands=_from_model_commands, run=_from_model_run),
     "train": StageKind("train", _train_keys(), ("data",), "last.pt",

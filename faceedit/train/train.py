@@ -44,7 +44,7 @@ from faceedit.train.augment import augment, draw_translate_cutout, jitter, softe
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
-from faceedit.train.model import CVAEGAN
+from faceedit.train.model import CVAEGAN, composite, total_variation
 
 
 def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[int] | None = None,
@@ -113,7 +113,12 @@ class Trainer:
             raise ValueError(f"only {len(self.train_idx)} training images for a batch of {cfg.batch_size} x {self.world}")
 
         self.model = CVAEGAN(cfg.model_config()).to(self.device, memory_format=torch.channels_last)
-        self.opt_g = torch.optim.Adam(self.model.generator_parameters(), cfg.lr, betas=(0.5, 0.999))
+        mask_conv = self.model.decoder.mask
+        mask_params = {id(p) for p in mask_conv.parameters()} if mask_conv is not None else set()
+        self.opt_g = torch.optim.Adam([p for p in self.model.generator_parameters() if id(p) not in mask_params],
+                                      cfg.lr, betas=(0.5, 0.999))
+        if mask_conv is not None:  # a group of its own, so a run can turn the edit mask on when it resumes
+            self.opt_g.add_param_group({"params": list(mask_conv.parameters())})
         disc = self.model.discriminator
         self.opt_d = torch.optim.Adam([p for n, p in disc.named_parameters() if n != "embed.weight"], cfg.lr, betas=(0.5, 0.999))
         if disc.embed is not None:  # a group of its own, so a run can turn the projection on when it resumes
@@ -223,15 +228,17 @@ class Trainer:
         n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
         lap = self.lap or (lambda part: None)
         with autocast:
-            mu, logvar, attr_logits, x_rec, x_edit = self.gen_ddp(x, y, y_edit, x_cls)
+            mu, logvar, attr_logits, x_rec, x_edit, m_edit = self.gen_ddp(x, y, y_edit, x_cls)
         lap("generator forward (encoder, head, decoder x2)")
+        # --edit-mask: the edit users get is the composite (the real face outside the mask), and it is the one
+        # edit D and the edit critics see: the raw decoder output is no longer what ships
         seen_by_d = translate_cutout if cfg.diff_augment else (lambda t, params=None: t)
         b = len(x)
         # discriminator: one pass over every image it judges (D has no batch statistics, so this is the same
         # maths as one pass per kind, in bigger, faster convolutions)
         with autocast:
-            fakes = x_edit.detach()
-            if cfg.d_residual:  # the edit as users get it, judged as a fake with its target attributes too
+            fakes = x_edit.detach() if m_edit is None else composite(x, x_edit, x_rec, m_edit).detach()
+            if cfg.d_residual and m_edit is None:  # the edit as users get it, judged as a fake with its targets too
                 fakes = torch.cat([fakes, (x + x_edit.detach() - x_rec.detach()).clamp(-1, 1)])
             # D's classifier learns from unaugmented (or --cls-aug's) real faces: a cutout may hide glasses
             own_cls = cfg.cls_aug or cfg.diff_augment
@@ -258,9 +265,13 @@ class Trainer:
             p.requires_grad_(False)
         with autocast:
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
-            edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
-            targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
-            judged, judged_y = (edits, targets) if cfg.d_residual else (x_edit, y_edit)
+            if m_edit is None:
+                edits = torch.cat([x_edit, (x + x_edit - x_rec.detach()).clamp(-1, 1)])
+                targets, sources = torch.cat([y_edit, y_edit]), torch.cat([y, y])
+                judged, judged_y = (edits, targets) if cfg.d_residual else (x_edit, y_edit)
+            else:  # the composite, built on the real face: D sees real pixels wherever the mask is 0
+                edits, targets, sources = composite(x, x_edit, x_rec.detach(), m_edit), y_edit, y
+                judged, judged_y = edits, targets
             # what the edit critics see: moved, rescaled, mirrored and softened, one draw for all of them
             critic_view = soften(jitter(edits), cfg.critic_soften).contiguous(memory_format=torch.channels_last)
             # a real face and its reconstruction get the same augmentation: their D features are compared
@@ -284,10 +295,15 @@ class Trainer:
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
+            if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
+                parts["mask"] = m_edit.float().mean()
+                parts["mask_tv"] = total_variation(m_edit.float())
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"])
+            if m_edit is not None:
+                loss_g = loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
         lap("G losses forward (D, critics, teacher)")
         self.opt_g.zero_grad(set_to_none=True)
         if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches
@@ -328,11 +344,12 @@ class Trainer:
             for k in range(y.shape[1]):
                 y_t = y_src.clone()
                 y_t[:, k] = 1 - y_t[:, k]
-                x_t = m.decoder(mu, y_t)
-                c = torch.sigmoid(m.discriminator(x_t)[1][:, k])
+                x_t, m_t = m.decoder(mu, y_t, with_mask=True)
+                # a mask model's edit is its composite: the raw decoder output is not what it ships
+                c = torch.sigmoid(m.discriminator(x_t if m_t is None else composite(x, x_t, x_rec, m_t))[1][:, k])
                 per_attr.append(((c > 0.5).float() == y_t[:, k]).float().mean())
-                if n_judge > 0:  # the edit as the product ships it: residual on the crop
-                    res = (x[:n_judge] + x_t[:n_judge] - x_rec[:n_judge]).clamp(-1, 1)
+                if n_judge > 0:  # the edit as the product ships it: residual on the crop (gated by the mask)
+                    res = composite(x[:n_judge], x_t[:n_judge], x_rec[:n_judge], None if m_t is None else m_t[:n_judge])
                     verdict = torch.sigmoid(self.judge(res)[:, k]) > 0.5
                     judge_hits += float((verdict.float() == y_t[:n_judge, k]).sum())
                     judged += n_judge
@@ -347,20 +364,28 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self, path: Path, n: int = 8):
-        """Rows: validation faces. Columns: input, reconstruction, then one attribute flipped per column."""
+        """Rows: validation faces. Columns: input, reconstruction, then one attribute flipped per column. With
+        --edit-mask the edits are the composites users get, and PATH_mask.png shows each edit's mask."""
         from faceedit.train.grid import save_grid
         m = self.model.eval()
         idx = self.val_idx[:n]
         x = self.to_device(to_tensor(self.images[idx]))
         mu, _ = m.encoder(x)
         y = (torch.sigmoid(m.attribute_head(x)) > 0.5).float()
-        cols = [x, m.decoder(mu, y)]
+        x_rec = m.decoder(mu, y)
+        cols, masks = [x, x_rec], [x, x_rec]
         for k in range(y.shape[1]):
             y_t = y.clone()
             y_t[:, k] = 1 - y_t[:, k]
-            cols.append(m.decoder(mu, y_t))
+            x_t, m_t = m.decoder(mu, y_t, with_mask=True)
+            cols.append(x_t if m_t is None else composite(x, x_t, x_rec, m_t))
+            if m_t is not None:
+                masks.append((m_t * 2 - 1).expand_as(x))
         m.train()
-        save_grid(torch.stack(cols, 1).float().cpu(), path, ["input", "recon"] + [a[:8] for a in self.attributes])
+        titles = ["input", "recon"] + [a[:8] for a in self.attributes]
+        save_grid(torch.stack(cols, 1).float().cpu(), path, titles)
+        if len(masks) > 2:
+            save_grid(torch.stack(masks, 1).float().cpu(), path.with_name(path.stem + "_mask" + path.suffix), titles)
 
     # ---- loop -------------------------------------------------------------------------------------
     def fit(self, progress=None):
@@ -453,6 +478,7 @@ class _GeneratorSide(torch.nn.Module):
         mu, logvar = self.encoder(x)
         attr_logits = self.attribute_head(x if x_cls is None else x_cls)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        both = self.decoder(torch.cat([z, z]), torch.cat([y, y_edit]))
+        both, masks = self.decoder(torch.cat([z, z]), torch.cat([y, y_edit]), with_mask=True)
         x_rec, x_edit = both.chunk(2)
-        return mu, logvar, attr_logits, x_rec, x_edit
+        # the edited pass's mask (None without --edit-mask); the reconstruction's is not used
+        return mu, logvar, attr_logits, x_rec, x_edit, (None if masks is None else masks[len(x):])

@@ -103,7 +103,8 @@ def assert_error(resp, status, kind=None, contains=None):
     code, headers, body = resp
     assert code == status, (code, body[:300])
     d = json.loads(body)
-    assert set(d) == {"error", "status", "kind"} and d["status"] == status
+    assert set(d) == {"error", "status", "kind", "field", "request_id"} and d["status"] == status
+    assert d["request_id"] and headers["x-request-id"] == d["request_id"]
     assert "\n" not in d["error"] and d["error"]
     if kind:
         assert d["kind"] == kind, d
@@ -239,7 +240,7 @@ def test_cli_service_and_editor_paths_give_the_same_bytes():
     from faceedit.engine.imageio import Photo
     from faceedit.serve.service import FaceService, ServiceConfig, encode_image
     rgb = skimage_astronaut()
-    svc = FaceService(ServiceConfig(max_delay_ms=100))
+    svc = FaceService(ServiceConfig(max_delay_ms=100, decode_wait_s=120))  # a cold detector may take seconds
     try:
         ed, pe = svc.editor, svc.photo_editor
         asks = [ed.request({"smiling": 0}), ed.request({"black_hair": 1}, filtered=False),
@@ -341,12 +342,14 @@ def test_every_bad_request_is_one_json_error(server, astronaut_bytes, astronaut)
     assert_error(post(u + "/v1/edit?set=young=1&format=gif", astronaut_bytes), 422, "bad_request", "png, jpeg, webp")
     assert_error(post(u + "/v1/edit?set=young=1&aligned=maybe", astronaut_bytes), 422, "bad_request")
     assert_error(post_json(u + "/v1/samples", {"count": 0}), 422, "bad_request", "count")
+    assert assert_error(post_json(u + "/v1/samples", {"seed": -1}), 422, "bad_request", "seed")[0]["field"] == "seed"
+    assert assert_error(post(u + "/v1/edit?set=smiling=7", astronaut_bytes), 422)[0]["field"] == "set"
     assert_error(post_json(u + "/v1/samples", {"attributes": {"bald": 9}}), 422, "bad_request", "out of range")
     assert_error(get(u + "/v1/nothing"), 404, "not_found")
     assert_error(get(u + "/v1/edit"), 405)
     # too many pixels (the server runs with --max-pixels 4): refused from the header, before decoding
     big = png(np.zeros((2100, 2100, 3), np.uint8))
-    assert_error(post(u + "/v1/attributes", big), 413, "too_many_pixels", "over the 4 MP limit")
+    assert_error(post(u + "/v1/attributes", big), 413, "too_many_pixels", "over this server's 4 MP limit")
     assert get(u + "/healthz")[0] == 200  # nothing crashed
 
 
@@ -383,7 +386,7 @@ def test_upload_over_the_byte_limit_is_refused_before_the_body_is_read(server):
             if not part or (length and len(body) >= length[0]):
                 break
     assert head.startswith("HTTP/1.1 413"), head
-    assert "over the 1 MB limit" in json.loads(body)["error"]
+    assert "over this server's 1 MB limit" in json.loads(body)["error"]
     # a chunked body (no Content-Length) is cut off once it passes the limit
     def chunks():
         for _ in range(64):

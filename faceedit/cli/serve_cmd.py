@@ -32,8 +32,13 @@ def register(app: typer.Typer):
               max_delay_ms: float = typer.Option(2.0, "--max-delay-ms", min=0, help="How long the batcher waits for more rows before running."),
               max_queue: int = typer.Option(256, "--max-queue", min=1, help="Rows that may wait; beyond, requests get 503 with Retry-After."),
               max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Refuse uploads over this size (413)."),
-              max_pixels: float = typer.Option(50.0, "--max-pixels", min=0.000001, help="Refuse photos over this many megapixels (413), checked before decoding."),
+              max_pixels: float = typer.Option(40.0, "--max-pixels", min=0.000001, help="Refuse photos over this many megapixels (413), checked from the header before decoding."),
+              pixels_in_flight: float = typer.Option(0.0, "--pixels-in-flight", min=0, help="Megapixels of photos all requests may hold at once (memory); more wait, then 503. 0: twice --max-pixels."),
+              decoders: int = typer.Option(0, "--decoders", min=0, help="Photos decoded (and detected) at once; 0: one per core."),
+              decode_wait_s: float = typer.Option(5.0, "--decode-wait-s", min=0, help="How long a photo may wait for --pixels-in-flight or a decoder before 503 with Retry-After."),
+              body_timeout_s: float = typer.Option(30.0, "--body-timeout-s", min=0.001, help="The whole request body must arrive within this (408)."),
               timeout_s: float = typer.Option(30.0, "--timeout-s", min=0.001, help="Answer 504 when the model has not answered a request by then."),
+              drain_s: Optional[float] = typer.Option(None, "--drain-s", min=0, help="On SIGTERM, let requests in flight finish for at most this long (default: --timeout-s, at least 5)."),
               cors: List[str] = typer.Option([], "--cors", help="Allow browser calls from this origin (repeatable). No CORS by default."),
               detector_model: Optional[str] = typer.Option(None, "--detector-model", help="YuNet face detector .onnx instead of Haar cascades."),
               triton: Optional[str] = typer.Option(None, "--triton", help="Run the model on the Triton server at this gRPC address (HOST:PORT; `faceedit triton serve`, or NVIDIA's container on a `faceedit export --triton` repository). Detection, alignment, paste-back, the API and the page stay here."),
@@ -49,8 +54,8 @@ def register(app: typer.Typer):
               ray_cpus: Optional[float] = typer.Option(None, "--ray-cpus", min=1, help="Ray: CPUs of the local cluster it starts (default: all).")):
         """Serve the web demo at / and the JSON API at /v1 (docs at /docs): `faceedit serve --port 8000`."""
         try:
-            import uvicorn
-            from faceedit.serve.app import create_app
+            import uvicorn  # noqa: F401 (the serve extra: say so before loading anything)
+            from faceedit.serve.app import create_app, run
         except ModuleNotFoundError as e:
             raise UserError(f"faceedit serve needs the serve extra ({e.name} is missing): pip install 'faceedit[serve]'") from None
         from faceedit.serve.limits import Limits
@@ -72,8 +77,9 @@ def register(app: typer.Typer):
                         fg="yellow", err=True)
         config = ServiceConfig(model=model, backend=backend, precision=precision, threads=threads, max_batch=max_batch,
                                max_delay_ms=max_delay_ms, max_queue=max_queue, max_pixels=int(max_pixels * 1e6),
-                               timeout_s=timeout_s, detector_model=detector_model)
-        limits = Limits(int(max_upload_mb * 2**20))
+                               pixels_in_flight=int(pixels_in_flight * 1e6), decoders=decoders,
+                               decode_wait_s=decode_wait_s, timeout_s=timeout_s, detector_model=detector_model)
+        limits = Limits(int(max_upload_mb * 2**20), body_timeout_s)
         if ray:
             from faceedit.cli.serve_ray import serve_on_ray
             low = min_replicas or replicas or 1
@@ -87,4 +93,4 @@ def register(app: typer.Typer):
         # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler was there
         # before it; a no-op one makes that a clean exit 0 (a service manager reads 0 as "stopped as asked").
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
-        uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=max(5.0, timeout_s))
+        run(app_, host, port, log_level, max(5.0, timeout_s) if drain_s is None else drain_s)

@@ -63,6 +63,30 @@ def read_photo_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
     return _decode(io.BytesIO(data), None, name, max_pixels)
 
 
+def image_size(data: bytes, name: str = "the upload") -> tuple[int, int, str]:
+    """(width, height, format) of an image held in memory, from its header: no pixel is decoded, so a server
+    can refuse or queue a photo by its size before committing memory to it. ImageError as read_photo_bytes."""
+    import io
+    from PIL import Image, UnidentifiedImageError
+    if not data:
+        raise ImageError(f"{name} is empty, not an image")
+    try:
+        with _pil_limit_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # the caller's cap, not Pillow's
+            try:
+                im = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        with im:
+            return im.size[0], im.size[1], im.format or ""
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image (or not a format Pillow can read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
 def _decode(source, p: Path | None, name: str, max_pixels: int) -> Photo:
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:

@@ -118,11 +118,11 @@ def _typed(fields, args: dict) -> dict:
 
 def build(args: dict):
     """`serve run faceedit.serve.ray_app:build key=value ...`: keys are ServiceConfig and ScaleOptions fields,
-    plus replicas (fixed count), max_upload_mb and cors (comma-separated origins)."""
+    plus replicas (fixed count), max_upload_mb, body_timeout_s and cors (comma-separated origins)."""
     args = dict(args)
     if "replicas" in args:
         args["min_replicas"] = args["max_replicas"] = args.pop("replicas")
-    limits = Limits(int(float(args.pop("max_upload_mb", 20)) * 2**20))
+    limits = Limits(int(float(args.pop("max_upload_mb", 20)) * 2**20), float(args.pop("body_timeout_s", 30)))
     cors = [c for c in str(args.pop("cors", "")).split(",") if c]
     config = ServiceConfig(**_typed(dataclasses.fields(ServiceConfig), args))
     scale = ScaleOptions(**_typed(dataclasses.fields(ScaleOptions), args))

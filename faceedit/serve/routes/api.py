@@ -6,14 +6,15 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from faceedit.engine.errors import EngineError
 from faceedit.serve.http_errors import classify
-from faceedit.serve.limits import read_upload
+from faceedit.engine.photo import parse_face_choice
+from faceedit.serve.limits import check_image_type, read_upload
 from faceedit.engine.results import FaceEdit
-from faceedit.serve.service import b64, parse_sets
+from faceedit.serve.service import MAX_SAMPLES, b64, output_format, parse_sets
 
 router = APIRouter(prefix="/v1", tags=["faceedit"])
 
@@ -62,8 +63,8 @@ class ReconstructOut(BaseModel):
 
 class SamplesIn(BaseModel):
     attributes: Dict[str, float] = Field(default_factory=dict, description="name -> value (0 off, 1 on, -1..2); others at the model's defaults")
-    count: int = Field(8, description="How many faces (1..64)")
-    seed: Optional[int] = Field(None, description="Same seed, same faces")
+    count: int = Field(8, ge=1, le=MAX_SAMPLES, description=f"How many faces (1..{MAX_SAMPLES})")
+    seed: Optional[int] = Field(None, ge=0, lt=2**63, description="Same seed, same faces")
     format: str = Field("png", description="png, jpeg or webp")
 
 
@@ -93,14 +94,27 @@ def _service(request: Request):
     return request.app.state.service
 
 
-def _limit(request: Request) -> int:
-    return request.app.state.limits.max_upload_bytes
+def raw_photo(request: Request):
+    """The upload routes' body is the raw photo: 415 for a multipart form or another content type, before
+    anything else is read."""
+    check_image_type(request.headers.get("content-type"))
+
+
+PHOTO = [Depends(raw_photo)]
+
+
+def checked(field: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs); an error becomes the JSON error of its kind, naming `field` unless it names its own."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        raise classify(e, field) from None
 
 
 async def _on_upload(request: Request, method, *args):
-    """Read the upload (within its byte limit), hand it to a FaceService method, and count its faces; any error
-    becomes the one JSON error of its kind. The method's result ends with (faces found, faces)."""
-    data = await read_upload(request, _limit(request))
+    """Read the upload (within its byte and time limits), hand it to a FaceService method, and count its
+    faces; any error becomes the one JSON error of its kind. The method's result ends with (faces found, faces)."""
+    data = await read_upload(request)
     try:
         result = await method(data, *args)
     except Exception as e:
@@ -114,15 +128,16 @@ async def model_info(request: Request) -> dict:
     return _service(request).model_info()
 
 
-@router.post("/attributes", response_model=AttributesOut, openapi_extra=IMAGE_BODY,
+@router.post("/attributes", response_model=AttributesOut, openapi_extra=IMAGE_BODY, dependencies=PHOTO,
              summary="The faces in a photo: boxes, eyes and attribute probabilities")
 async def attributes(request: Request, face: str = Query("all", description=FACE_HELP),
                      aligned: bool = Query(False, description=ALIGNED_HELP)):
+    checked("face", parse_face_choice, face)
     (h, w), n, faces = await _on_upload(request, _service(request).attributes, face, aligned)
     return AttributesOut(width=w, height=h, faces_found=n, faces=[_face(f, False) for f in faces])
 
 
-@router.post("/edit", response_model=EditOut, openapi_extra=IMAGE_BODY,
+@router.post("/edit", response_model=EditOut, openapi_extra=IMAGE_BODY, dependencies=PHOTO,
              summary="Edit the attributes of faces in a photo; the full-resolution result and before/after attributes")
 async def edit(request: Request,
                set_: List[str] = Query([], alias="set", description="NAME=VALUE: 0 off, 1 on, in between interpolates, -1..2 extrapolates. Repeatable."),
@@ -144,25 +159,29 @@ async def edit(request: Request,
         edit_request = svc.editor.request(changes, raw=raw, auto_strength=not fixed_strength, implied=not literal,
                                           filtered=not unfiltered)
     except Exception as e:  # a bad name or value: refused before the upload is read
-        raise classify(e) from None
+        raise classify(e, "set") from None
+    checked("face", parse_face_choice, face)
+    checked("format", output_format, format)
     encoded, fmt, (h, w), n, faces = await _on_upload(request, svc.edit, edit_request, face, aligned, format)
     return EditOut(width=w, height=h, format=fmt.lower(), media_type=f"image/{fmt.lower()}", image=b64(encoded),
                    faces_found=n, faces=[_face(f, True) for f in faces], elapsed_ms=round((time.perf_counter() - t) * 1000, 2))
 
 
-@router.post("/reconstruct", response_model=ReconstructOut, openapi_extra=IMAGE_BODY,
+@router.post("/reconstruct", response_model=ReconstructOut, openapi_extra=IMAGE_BODY, dependencies=PHOTO,
              summary="The model's reconstruction of faces in a photo (its own attributes), beside the aligned crop")
 async def reconstruct(request: Request, face: str = Query("largest", description=FACE_HELP),
                       aligned: bool = Query(False, description=ALIGNED_HELP)):
+    checked("face", parse_face_choice, face)
     n, faces = await _on_upload(request, _service(request).reconstruct, face, aligned)
     return ReconstructOut(faces_found=n, faces=[_face(f, True) for f in faces])
 
 
 @router.post("/samples", response_model=SamplesOut, summary="New faces drawn with the given attributes")
 async def samples(request: Request, body: SamplesIn):
+    checked("format", output_format, body.format)
     try:
         images = await _service(request).samples(body.attributes, body.count, body.seed, body.format)
     except Exception as e:
-        raise classify(e) from None
+        raise classify(e, "attributes", {"set": "attributes"}) from None
     fmt = "jpeg" if body.format.lower() == "jpg" else body.format.lower()
     return SamplesOut(format=fmt, media_type=f"image/{fmt}", images=[b64(i) for i in images])

@@ -12,6 +12,7 @@ hair and skin edges instead of an upsampled 64-px one. numpy only; the engine's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -40,22 +41,40 @@ class GuidedFilter:
 
     def coefficients(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """x, delta [N,3,S,S] (x in [-1, 1]) -> coefficients [12,N,S,S]: the change in channel c is
-        sum_i coef[3c + i] * guide_i + coef[9 + c], guide = the input in [0, 1]."""
-        g = list((np.asarray(x, np.float32).transpose(1, 0, 2, 3) + 1) * np.float32(0.5))  # 3 planes [N,S,S]
-        p = list(np.asarray(delta, np.float32).transpose(1, 0, 2, 3))
-        pairs = [(i, j) for i in range(3) for j in range(i, 3)]
-        # one box pass over every product the filter needs: I, p, I_i I_j (6 unique), I_i p_c (9)
-        m = _box(np.stack(g + p + [g[i] * g[j] for i, j in pairs] + [g[i] * p[c] for c in range(3) for i in range(3)]),
-                 self.radius)
-        mean_i, mean_p = m[0:3], m[3:6]
-        cov = [m[6 + k] - mean_i[i] * mean_i[j] + (self.eps if i == j else 0) for k, (i, j) in enumerate(pairs)]
-        inv = _inverse_sym3(cov)
-        coef = []
+        sum_i coef[3c + i] * guide_i + coef[9 + c], guide = the input in [0, 1]. Every row at once: each plane
+        is one OpenCV box pass over all rows, and the arithmetic is whole planes, whatever the batch size."""
+        n, _, h, w = np.shape(x)
+        r = self.radius
+        # the 21 planes the filter needs, I, p, I_i I_j (6 unique), I_i p_c (9), made straight into the box
+        # pass's buffer
+        buf, m = _box_buffer(21, n, h, w, r)
+        np.add(np.asarray(x, np.float32).transpose(1, 0, 2, 3), np.float32(1), out=m[0:3])
+        m[0:3] *= np.float32(0.5)
+        g = m[0:3]
+        m[3:6] = np.asarray(delta, np.float32).transpose(1, 0, 2, 3)
+        for k, (i, j) in enumerate(_PAIRS):
+            np.multiply(g[i], g[j], out=m[6 + k])
         for c in range(3):
-            cov_ip = [m[12 + 3 * c + j] - mean_i[j] * mean_p[c] for j in range(3)]
-            coef += [sum(inv[i][j] * cov_ip[j] for j in range(3)) for i in range(3)]
-        coef += [mean_p[c] - sum(coef[3 * c + i] * mean_i[i] for i in range(3)) for c in range(3)]
-        return _box(np.stack(coef), self.radius)  # each pixel lies in many windows: average their models
+            np.multiply(g, m[3 + c], out=m[12 + 3 * c:15 + 3 * c])
+        _box_mean(buf, r)
+        mean_i, mean_p = m[0:3], m[3:6]
+        cov = [m[6 + k] - mean_i[i] * mean_i[j] for k, (i, j) in enumerate(_PAIRS)]
+        for k in (0, 3, 5):
+            cov[k] += np.float32(self.eps)
+        inv = _inverse_sym3(cov)
+        buf, coef = _box_buffer(12, n, h, w, r)
+        for c in range(3):
+            cov_ip = m[12 + 3 * c:15 + 3 * c] - mean_i * mean_p[c]          # [3(j), N, S, S]
+            for i in range(3):
+                a = coef[3 * c + i]
+                np.multiply(inv[i][0], cov_ip[0], out=a)
+                a += inv[i][1] * cov_ip[1]
+                a += inv[i][2] * cov_ip[2]
+            np.subtract(mean_p[c], coef[3 * c] * mean_i[0], out=coef[9 + c])
+            coef[9 + c] -= coef[3 * c + 1] * mean_i[1]
+            coef[9 + c] -= coef[3 * c + 2] * mean_i[2]
+        _box_mean(buf, r)  # each pixel lies in many windows: average their models
+        return coef
 
     def apply(self, coef: np.ndarray, guide_rgb: np.ndarray) -> np.ndarray:
         """One crop's coefficients [12,S,S] and the crop (HxWx3 uint8) -> its change, HxWx3 in model units."""
@@ -78,8 +97,14 @@ class GuidedFilter:
     def at_model_size(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Coefficients [12,N,S,S] applied with x [N,3,S,S] as the guide -> the change, [N,3,S,S]."""
         g = (np.asarray(x, np.float32).transpose(1, 0, 2, 3) + 1) * np.float32(0.5)
-        out = [coef[3 * c] * g[0] + coef[3 * c + 1] * g[1] + coef[3 * c + 2] * g[2] + coef[9 + c] for c in range(3)]
-        return np.ascontiguousarray(np.stack(out, axis=1), np.float32)
+        out = np.empty(np.shape(x), np.float32)
+        for c in range(3):
+            o = out[:, c]
+            np.multiply(coef[3 * c], g[0], out=o)
+            o += coef[3 * c + 1] * g[1]
+            o += coef[3 * c + 2] * g[2]
+            o += coef[9 + c]
+        return out
 
 
 class EditFilter:
@@ -164,24 +189,41 @@ class EditFilter:
         if not any(coefs):
             return delta
         out = np.array(delta, np.float32, copy=True)
-        for i, fc in enumerate(coefs):
-            if fc is not None:
-                out[i] = GuidedFilter.at_model_size(fc[1][:, None], x[i:i + 1])[0]
+        rows = [i for i, fc in enumerate(coefs) if fc is not None]
+        # every filtered row in one pass (the rows' coefficients are views of their group's planes)
+        planes = np.stack([coefs[i][1] for i in rows], axis=1)
+        out[rows] = GuidedFilter.at_model_size(planes, x[rows])
         return out
 
 
-def _box(planes: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window of each plane of [K,N,H,W], the window cut at the border (each pixel
-    averages only what exists): OpenCV's box sum over zero padding, divided by the window's count."""
-    k, n, h, w = planes.shape
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the guide covariance's upper triangle
+
+
+def _box_buffer(k: int, n: int, h: int, w: int, r: int):
+    """A zeroed buffer for k planes of n images each, every plane's images stacked vertically with r zero rows
+    after each image, so one OpenCV call per plane filters all n images and no window reaches into a
+    neighbour (the zeros are the border). -> (buffer, its [k,n,h,w] view where the planes go)."""
+    buf = np.zeros((k, n, h + r, w), np.float32)
+    return buf, buf[:, :, :h]
+
+
+def _box_mean(buf: np.ndarray, r: int) -> None:
+    """In place: each plane of _box_buffer's buffer -> its mean over a (2r+1)^2 window, the window cut at the
+    border (each pixel averages only what exists): OpenCV's box sum over zero padding, divided by the
+    window's count."""
+    k, n, hr, w = buf.shape
+    h = hr - r
     size = (2 * r + 1, 2 * r + 1)
-    flat = planes.reshape(k * n, h, w)
-    count = cv2.boxFilter(np.ones((h, w), np.float32), -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    out = np.empty_like(flat)
-    for i in range(len(flat)):
-        cv2.boxFilter(flat[i], -1, size, dst=out[i], normalize=False, borderType=cv2.BORDER_CONSTANT)
-    out /= count
-    return out.reshape(k, n, h, w)
+    for plane in buf.reshape(k, n * hr, w):
+        cv2.boxFilter(plane, -1, size, dst=plane, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    buf[:, :, :h] *= _inverse_count(h, w, r)
+
+
+@lru_cache(maxsize=32)
+def _inverse_count(h: int, w: int, r: int) -> np.ndarray:
+    """1 / the number of pixels of each (2r+1)^2 window inside an h x w image, [h, w]."""
+    ones = np.ones((h, w), np.float32)
+    return 1 / cv2.boxFilter(ones, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
 def _inverse_sym3(u: list) -> list:
@@ -191,5 +233,10 @@ def _inverse_sym3(u: list) -> list:
     c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
     c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
     inv_det = 1 / (a * c00 + b * c01 + c * c02)
-    return [[c00 * inv_det, c01 * inv_det, c02 * inv_det], [c01 * inv_det, c11 * inv_det, c12 * inv_det],
-            [c02 * inv_det, c12 * inv_det, c22 * inv_det]]
+    c00 *= inv_det
+    c01 *= inv_det
+    c02 *= inv_det
+    c11 *= inv_det
+    c12 *= inv_det
+    c22 *= inv_det
+    return [[c00, c01, c02], [c01, c11, c12], [c02, c12, c22]]

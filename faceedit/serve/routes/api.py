@@ -118,7 +118,10 @@ async def _on_upload(request: Request, method, *args):
     try:
         result = await method(data, *args)
     except Exception as e:
-        raise classify(e) from None
+        err = classify(e)
+        if err.status < 500:  # its traceback's frames hold the decoded photo, and nothing needs them
+            e.__traceback__ = None
+        raise err from None
     request.app.state.metrics.faces.observe(result[-2])
     return result
 

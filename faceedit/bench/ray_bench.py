@@ -6,7 +6,7 @@ closed-loop clients on loopback, bounded in requests and time):
 Targets: `serve` (uvicorn, one process); `ray-N` (`faceedit serve --ray --replicas N` in a subprocess: N
 replicas on a local Ray cluster it starts, the machine's CPUs split evenly between them, each replica's backend
 with that many threads). Both are started as commands, so this room never imports serve. For each
-target and workload (an aligned model-size crop; a 1-MP photo with detection) and each client count:
+target and workload (loadgen's: 160 different aligned crops, 160 different photos) and each client count:
 requests/s, p50, p99, errors."""
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from faceedit.bench import loadgen
 def run_target(url: str, loads: dict, names: list[str], clients: list[int], requests: int, seconds: float) -> dict:
     out = {}
     for name in names:
-        query, body = loads[name]
+        path, which = loadgen.WORKLOADS[name]
+        bodies = loads[which] if which == "crops" else [b for b, _, _ in loads[which]]
         out[name] = []
         for c in clients:
-            r = loadgen.run_load(url, query, body, c, requests, seconds)
+            r = loadgen.run_load(url, path, bodies, c, requests, seconds)
             out[name].append(r)
             print(f"  {name:10s} {c:3d} clients: {r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']} ms  "
                   f"p99 {r['p99_ms']} ms  ({r['requests']} ok, {r['errors']} errors)", flush=True)
@@ -60,7 +61,7 @@ def bench_ray(replicas: int, cpus: int, max_batch: int, max_delay_ms: float, **k
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="serve,ray-1,ray-2", help="serve, ray-N (comma-separated)")
-    ap.add_argument("--workloads", default="crop,photo-1mp")
+    ap.add_argument("--workloads", default="edit-crop,edit-photo")
     ap.add_argument("--clients", default="1,16")
     ap.add_argument("--requests", type=int, default=1000, help="At most this many requests per run")
     ap.add_argument("--seconds", type=float, default=6.0, help="At most this long per run")
@@ -68,8 +69,7 @@ def main(argv=None):
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--out", type=Path, help="Write the results as JSON here")
     a = ap.parse_args(argv)
-    from faceedit.core.model_dir import ModelInfo
-    loads = loadgen.workloads(ModelInfo.load().image_size)
+    loads = {"crops": loadgen.crops(), "photos": loadgen.photos()}
     kw = dict(loads=loads, names=a.workloads.split(","), clients=[int(c) for c in a.clients.split(",")],
               requests=a.requests, seconds=a.seconds)
     result = {"command": "python -m faceedit.bench.ray_bench " + " ".join(argv if argv is not None else sys.argv[1:]),

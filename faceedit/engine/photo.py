@@ -201,10 +201,12 @@ class PhotoEditor:
         """Paste one job's edited crop (finish_crop's) into rgb, in place: only its change, under its mask."""
         job.placement.paste(rgb, job.crop, edited, self.mask_for(job))
 
-    def finish_photo(self, photo: Photo, jobs: list[FaceJob], edits: CropEdits) -> PhotoEdit:
+    def finish_photo(self, photo: Photo, jobs: list[FaceJob], edits: CropEdits, in_place: bool = False) -> PhotoEdit:
         """Paste edits (row k for the k-th editable job) into a copy of the photo, and fill each face's
-        FaceEdit with what the model read. The input photo is not modified."""
-        rgb = photo.rgb.copy()
+        FaceEdit with what the model read. The input photo is not modified, unless in_place: then the edits go
+        into its own pixels where they are writable (only each face's footprint is touched: no copy of a 12-MP
+        photo for one face)."""
+        rgb = photo.rgb if in_place and photo.rgb.flags.writeable else photo.rgb.copy()  # Pillow's may be read-only
         rows = iter(range(len(edits)))
         for job in jobs:
             if not job.editable:  # found, too small to edit: reported, not touched
@@ -215,9 +217,10 @@ class PhotoEditor:
         return PhotoEdit(replace(photo, rgb=rgb), [j.face for j in jobs])  # alpha, path, source format kept
 
     def edit(self, photos: list[Photo], changes, which="largest", aligned: bool = False,
-             raw: bool = False, prepared: list | None = None) -> list[PhotoEdit]:
-        """Edit every chosen face of every photo in one batch; the inputs are not modified. changes: a dict or
-        an EditRequest (Editor.request, with its options). prepared: prepare()'s jobs per photo, when the
+             raw: bool = False, prepared: list | None = None, in_place: bool = False) -> list[PhotoEdit]:
+        """Edit every chosen face of every photo in one batch; the inputs are not modified (in_place: they are,
+        the results share their pixels: for callers that drop the input, e.g. `faceedit run`). changes: a dict
+        or an EditRequest (Editor.request, with its options). prepared: prepare()'s jobs per photo, when the
         caller already found the faces."""
         request = self.editor.request(changes, raw=raw)
         jobs = prepared if prepared is not None else [self.prepare(p, which, aligned) for p in photos]
@@ -225,6 +228,6 @@ class PhotoEditor:
         out, start = [], 0
         for photo, per in zip(photos, jobs):
             n = sum(j.editable for j in per)
-            out.append(self.finish_photo(photo, per, edits.take(range(start, start + n))))
+            out.append(self.finish_photo(photo, per, edits.take(range(start, start + n)), in_place))
             start += n
         return out

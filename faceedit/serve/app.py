@@ -78,8 +78,8 @@ def create_app(config: ServiceConfig | None = None, limits: Limits | None = None
 
 
 def run(app: FastAPI, host: str, port: int, log_level: str = "info", drain_s: float = 30.0):
-    """Serve app on uvicorn until SIGTERM or Ctrl-C. On SIGTERM: stop accepting, answer at once the requests
-    whose body is still arriving (503, limits.BodyLimits: a slow sender never holds shutdown up), let the
+    """Serve app on uvicorn until SIGTERM or Ctrl-C. On SIGTERM: stop accepting, answer within a second the
+    requests whose body is still arriving (503, limits.BodyLimits: a slow sender never holds shutdown up), let the
     requests in flight finish for at most drain_s, close the batcher, exit. faceedit's own log lines (5xx
     with their request ids and tracebacks) go to stderr beside uvicorn's."""
     import sys

@@ -5,7 +5,8 @@
 - time: the whole body must arrive within body_timeout_s of the app's first read of it (408), so a client
   that sends its headers and then trickles the body cannot hold a request open for long (a read never fails
   on a message already there: a busy server is not the client's fault); and once the server is
-  draining (SIGTERM), a body still arriving is answered at once (503) instead of keeping shutdown waiting;
+  draining (SIGTERM), a body still arriving is answered (503) within DRAIN_GRACE_S instead of keeping shutdown
+  waiting, however steadily it trickles;
 - type: photos go in as the raw body; a multipart form or another content type is refused (415) with what to
   send instead.
 The pixel limit is checked from the image header, before decoding (service.FaceService)."""
@@ -24,6 +25,7 @@ from faceedit.serve.http_errors import RETRY_AFTER_S, ApiError, error_response, 
 RAW_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded", "")
 EXAMPLE = "curl --data-binary @me.jpg -H 'Content-Type: image/jpeg' 'http://HOST/v1/edit?set=smiling=0'"
 POLL_S = 0.25  # how often a body wait looks at whether the server is draining
+DRAIN_GRACE_S = 1.0  # once draining, how long a body may still take to arrive (an upload in full flow finishes)
 
 
 @dataclass
@@ -58,6 +60,20 @@ class BodyLimits:
 
     def __init__(self, app, limits: Limits, draining=lambda: False):
         self.app, self.limits, self.draining = app, limits, draining
+        self._drain_seen: float | None = None
+
+    def _stopping(self, loop) -> bool:
+        """Draining for more than DRAIN_GRACE_S (counted from when a body read first saw it)."""
+        if not self.draining():
+            return False
+        if self._drain_seen is None:
+            self._drain_seen = loop.time()
+        return loop.time() - self._drain_seen >= DRAIN_GRACE_S
+
+    def _refuse_if_stopping(self, loop):
+        if self._stopping(loop):
+            raise ApiError(503, "the server is stopping: send the request again", "stopping",
+                           {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,6 +108,8 @@ class BodyLimits:
                 if state["bytes"] > limit:
                     raise too_big(limit, f"over {limit / 2**20:g} MB")
                 state["whole"] = not message.get("more_body", False)
+                if not state["whole"]:
+                    self._refuse_if_stopping(loop)  # a steady trickle is cut too, not only a stalled one
             return message
         await self.app(scope, limited_receive, send)
 
@@ -102,9 +120,7 @@ class BodyLimits:
                 done, _ = await asyncio.wait({task}, timeout=max(0.0, min(deadline - loop.time(), POLL_S)))
                 if done:
                     return task.result()
-                if self.draining():
-                    raise ApiError(503, "the server is stopping: send the request again", "stopping",
-                                   {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
+                self._refuse_if_stopping(loop)
                 if loop.time() >= deadline:
                     raise ApiError(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s: "
                                         "send it whole, at once", "body_timeout", {"Connection": "close"}, field="body")

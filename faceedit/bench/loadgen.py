@@ -6,7 +6,8 @@ offline rate measured in the same run.
 First, in this process and with no server running, the offline rates on the same inputs: the engine's
 (`Editor.edit_crops` + `Editor.attributes` on the decoded crops, batches of --max-batch: the model work the
 server's batcher does) and the offline photo pipeline's (what `faceedit run` does: per chunk of 8 photos,
-decode + detect + align in a thread pool, one batched edit, paste, JPEG encode). Then `faceedit serve` starts
+decode + detect + align in a thread pool (a large JPEG's face found on a reduced decode), one batched edit,
+paste, JPEG encode). Then `faceedit serve` starts
 on a free loopback port (or --url, loopback only) and, per workload and client count (1, 8, 64), clients send
 requests back to back over keep-alive connections, until --requests requests or --seconds have passed:
 requests/s, p50, p99, errors by status.
@@ -168,16 +169,17 @@ def engine_rate(editor, crop_bodies: list[bytes], batch: int, seconds: float) ->
 
 def photo_pipeline_rate(photo_editor, photo_bodies: list[bytes], seconds: float, chunk: int = 8) -> dict:
     """Photos per second of the offline photo pipeline (`faceedit run`'s, in memory): per chunk of `chunk`
-    photos, decode + detect + align in a thread pool of one worker per core, one batched edit
-    (PhotoEditor.edit), then JPEG encodes in the pool."""
-    from faceedit.engine.imageio import encode, read_photo_bytes
+    photos, engine.photo_file.read_prepared (decode + detect + align; a large JPEG's face found on a reduced
+    decode while the full one runs) in a thread pool of one worker per core, one batched edit
+    (PhotoEditor.edit, in place), then JPEG encodes in the pool."""
+    from faceedit.engine.imageio import encode
+    from faceedit.engine.photo_file import read_prepared
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
     request = photo_editor.editor.request(CHANGES)
     at, faces = [0], [0]
 
     def prepare(body):
-        photo = read_photo_bytes(body)
-        return photo, photo_editor.prepare(photo, "largest")
+        return read_prepared(photo_editor, body, "largest")
 
     def to_jpeg(pe):
         buf = io.BytesIO()

@@ -120,6 +120,7 @@ def test_sample_grid(model_args, tmp_path):
     r = cli("sample", "--set", "male=1", "--count", "16", "--seed", "3", "--out", tmp_path / "grid.png", *model_args)
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "grid.png").size == (4 * 64 + 6, 4 * 64 + 6)
+    assert "(prior gaussian, temperature 1, seed 3)" in r.output  # how they were drawn: the export's Gaussian
 
 
 def _tamper(tiny_model_dir, tmp_path):

@@ -271,16 +271,32 @@ class Editor:
         return tensors.apply_delta(crop, f.apply(c, crop) * np.float32(127.5))
 
     # ---- the model, on tensors (the bench, sampling and the attribute reads) ---------------------------
-    def draw_latents(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n latents where real faces sit (the export's fitted Gaussian; N(0, I) for a model without one)."""
-        eps = np.random.default_rng(seed).standard_normal((n, int(np.prod(self.model.z_shape))))
-        if self.model.latent_prior:
-            if self._prior is None:
-                with np.load(self.model.path / self.model.latent_prior, allow_pickle=False) as f:
-                    self._prior = (f["mean"].astype(np.float64), f["factor"].astype(np.float64))
-            mean, factor = self._prior
-            eps = mean + eps @ factor.T
-        return eps.reshape(n, *self.model.z_shape).astype(np.float32)
+    @property
+    def prior(self):
+        """The model directory's latent prior (engine.prior.LatentPrior), read and its sha256 checked on first
+        use; N(0, I) for a model without one."""
+        if self._prior is None:
+            from faceedit.engine.prior import load_for
+            with self._lock:
+                if self._prior is None:
+                    self._prior = load_for(self.model)
+        return self._prior
+
+    def use_prior(self, prior) -> None:
+        """Draw from this engine.prior.LatentPrior instead of the model directory's (a fit measuring what it is
+        about to install; an evaluation of a candidate prior file)."""
+        self._prior = prior
+
+    def draw_latents(self, n: int, seed: int | None = None, conditions: np.ndarray | None = None,
+                     temperature: float | None = None) -> np.ndarray:
+        """n latents [n, *z_shape] where real faces sit (the model's latent prior, engine.prior; N(0, I) for a
+        model without one). conditions [n, A]: the attributes each row's decoder gets (a conditional prior
+        draws latents of faces with them; others ignore them); None: the model's defaults. temperature:
+        None for the prior's own."""
+        if conditions is None:
+            conditions = np.broadcast_to(np.asarray(self.model.defaults, np.float32), (n, len(self.attribute_names)))
+        z = self.prior.draw(n, seed, np.asarray(conditions, np.float32) > 0.5, temperature)
+        return z.reshape(n, *self.model.z_shape).astype(np.float32)
 
     def run_attributes(self, x: np.ndarray) -> np.ndarray:
         g = self._graph("attributes")
@@ -317,14 +333,41 @@ class Editor:
         crops, form = tensors.split_batch(images)
         return tensors.join_batch(self.edit_crops(crops, self.request({}, raw=True)).images, form)
 
-    def sample(self, n: int, attributes: dict | None = None, seed: int | None = None) -> np.ndarray:
-        """n new faces [n, S, S, 3] uint8 with the given attributes (others at the model's defaults)."""
+    def sample(self, n: int, attributes: dict | None = None, seed: int | None = None,
+               temperature: float | None = None) -> np.ndarray:
+        """n new faces [n, S, S, 3] uint8 with the given attributes (others at the model's defaults), drawn from
+        the model's latent prior at its temperature (or this one). The same seed gives the same faces, and
+        the first k of n are the k faces sample(k, ...) gives."""
         if n < 1:
             raise EngineError(f"count must be at least 1, got {n}")
-        r = self.request(attributes)
+        return self.sample_rows([self.request(attributes)] * n, seed, temperature)
+
+    def sample_rows(self, requests: list, seed: int | None = None, temperature: float | None = None) -> np.ndarray:
+        """One new face per request ({name: value} or EditRequest), each with its own attributes: [N, S, S, 3]
+        uint8. Row i's face depends on the seed, i and its own request only."""
+        rows = [self.request(r) for r in requests]
+        if not rows:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        target, mask = np.stack([r.target for r in rows]), np.stack([r.mask for r in rows])
+        implied = np.array([r.implied for r in rows])
+        values = np.empty_like(target)
         # the same target step as an edit (gain, implied rules: a mustache on a man); unset: the defaults
-        values, mask = self._targets(r.target[None], r.mask[None], self._implied if r.implied else None)
-        attrs = np.where(mask[0] > 0, values[0], np.asarray(self.model.defaults, np.float32)).astype(np.float32)
-        z = self.draw_latents(n, seed)
-        images = self.run_decoder(z, np.ascontiguousarray(np.broadcast_to(attrs, (n, len(attrs)))))
+        for on in (True, False):
+            if (implied == on).any():
+                values[implied == on], mask[implied == on] = self._targets(
+                    target[implied == on], mask[implied == on], self._implied if on else None)
+        attrs = np.where(mask > 0, values, np.asarray(self.model.defaults, np.float32)).astype(np.float32)
+        z = self.draw_latents(len(rows), seed, attrs, temperature)
+        images = self.run_decoder(z, np.ascontiguousarray(attrs))
         return np.stack([tensors.to_uint8(t) for t in images])
+
+    def sampling(self, attributes: dict | None = None, seed: int | None = None,
+                 temperature: float | None = None) -> dict:
+        """How sample() draws for these attributes: the prior ({"kind", "temperature", ...}), the seed, and
+        warnings for attributes asked for that the model draws badly, by the per-attribute figures the
+        manifest holds for this prior (a `faceedit eval` of it, or its fit's); none without figures."""
+        from faceedit.engine.prior import weak_draws
+        r = self.request(attributes)
+        asked = {n: float(v) for n, v, m in zip(self.attribute_names, r.target, r.mask) if m > 0}
+        return {"prior": self.prior.describe(temperature), "seed": seed,
+                "warnings": [w["message"] for w in weak_draws(self.model.manifest, self.prior, asked)]}

@@ -27,14 +27,20 @@ def register(app: typer.Typer):
                  two_sample: bool = typer.Option(True, "--two-sample/--no-two-sample", help="Run the two-sample test (a small CNN per attribute; needs torch)."),
                  folds: int = typer.Option(3, "--folds", help="Two-sample test: folds, split by identity."),
                  epochs: int = typer.Option(6, "--epochs", help="Two-sample test: epochs of each fold's CNN."),
-                 two_sample_faces: int = typer.Option(300, "--two-sample-faces", help="Two-sample test: faces drawn (once, at random) from those evaluated; 0 = all.")):
+                 two_sample_faces: int = typer.Option(300, "--two-sample-faces", help="Two-sample test: faces drawn (once, at random) from those evaluated; 0 = all."),
+                 samples: bool = typer.Option(True, "--samples/--no-samples", help="Measure new faces drawn from the model's latent prior, one per evaluated face with its labels: how often the reporting judge reads each attribute asked for, a two-sample test against the real faces, KID."),
+                 edits: bool = typer.Option(True, "--edits/--no-edits", help="Evaluate edits (--no-edits: the samples step alone, e.g. to compare latent priors)."),
+                 sample_seed: int = typer.Option(0, "--sample-seed", help="Samples: the seed they are drawn with."),
+                 sample_temperature: Optional[float] = typer.Option(None, "--sample-temperature", help="Samples: draw at this temperature instead of the prior's own (0..2)."),
+                 card: Optional[Path] = typer.Option(None, "--card", help="Write the model card's \"New faces\" section (markdown) from the samples' figures.")):
         """Attribute accuracy, edit success (judged and realistic), disturbance, reconstruction, realism.
 
         Example: faceedit eval --data ../shared/celeba --split val --json eval.json --figure edits.png
+        (new faces alone: faceedit eval --data ../shared/celeba --split val --no-edits --json samples.json)
         """
         from rich.console import Console
 
-        from faceedit.eval.report import print_report, summary, write_json
+        from faceedit.eval.report import print_report, print_samples, summary, write_json
         from faceedit.eval.run import EvalConfig, evaluate
         from faceedit.models import DEFAULT_MODEL
         model = model or DEFAULT_MODEL
@@ -48,25 +54,44 @@ def register(app: typer.Typer):
             raise UserError(f"--edit-gain must be within 0.5..4, got {edit_gain:g}")
         if folds < 2 or epochs < 1:
             raise UserError("--folds must be at least 2 and --epochs at least 1")
+        if not edits and not samples:
+            raise UserError("--no-edits with --no-samples leaves nothing to evaluate")
+        if figure is not None and not edits:
+            raise UserError("--figure shows edits: it cannot go with --no-edits")
+        if card is not None and not samples:
+            raise UserError("--card writes the samples' figures: it needs --samples")
+        if sample_temperature is not None and not 0 < sample_temperature <= 2:
+            raise UserError(f"--sample-temperature must be within 0..2 (above 0), got {sample_temperature:g}")
         under_test = _model_under_test(model, edit_gain, edit_filter)
         choice, reporting, scoring, alongside, feature_net = _judges(under_test, split, judge, reporting_judge, judges)
         console = Console()
         cfg = EvalConfig(data, split, limit=limit, intensities=levels, realism=two_sample, folds=folds, epochs=epochs,
                          two_sample_faces=two_sample_faces, alongside=alongside, features=feature_net,
-                         keep={} if figure else None, log=lambda m: console.print(m, style="dim"))
+                         keep={} if figure else None, log=lambda m: console.print(m, style="dim"),
+                         edits=edits, samples=samples, sample_seed=sample_seed, sample_temperature=sample_temperature)
         res = evaluate(under_test, scoring, cfg)
-        print_report(console, res, f"faceedit eval: {model} on {split} ({res['faces']} faces, judge {scoring.name})",
-                     uniform_gains=len(set(under_test.edit_gains)) == 1)
+        if edits:
+            print_report(console, res, f"faceedit eval: {model} on {split} ({res['faces']} faces, judge {scoring.name})",
+                         uniform_gains=len(set(under_test.edit_gains)) == 1)
+        print_samples(console, res)
+        command = (f"faceedit eval --model {model} --data {data} --split {split} --judge {choice} "
+                   f"--reporting-judge {reporting} --intensities {intensities}"
+                   + ("" if two_sample else " --no-two-sample") + (f" --limit {limit}" if limit else "")
+                   + "".join(f" --edit-filter {s}" for s in edit_filter) + ("" if edits else " --no-edits")
+                   + ("" if samples else " --no-samples") + (f" --sample-seed {sample_seed}" if sample_seed else "")
+                   + (f" --sample-temperature {sample_temperature:g}" if sample_temperature is not None else ""))
+        if card is not None:
+            from faceedit.core.files import atomic_write_text
+            from faceedit.eval.report import samples_card
+            atomic_write_text(card, samples_card(res, command))
+            console.print(f"wrote {card}")
         if figure:
             from faceedit.eval.figure import write_figure
             write_figure(figure, under_test, data, cfg.keep)
             console.print(f"wrote {figure}")
         if json_out:
             res["summary"] = summary(res)
-            res["command"] = (f"faceedit eval --model {model} --data {data} --split {split} --judge {choice} "
-                              f"--reporting-judge {reporting} --intensities {intensities}"
-                              + ("" if two_sample else " --no-two-sample") + (f" --limit {limit}" if limit else "")
-                              + "".join(f" --edit-filter {s}" for s in edit_filter))
+            res["command"] = command
             _record_model(res, model, under_test)
             write_json(res, json_out)
             console.print(f"wrote {json_out}")

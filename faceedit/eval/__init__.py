@@ -8,6 +8,8 @@
 - run.py: EvalConfig and the loop's steps: read the faces, reconstruct them, then per attribute edit at each
   intensity, the default edit, the auto strength sweep; evaluate() runs them.
 - results.py: the JSON from run.py's counts, realism included (artifact ratio, two-sample test, KID).
+- samples.py: the samples step: new faces drawn from the latent prior with the faces' labels, read by the
+  reporting judge, two-sample tested against the real faces, KID.
 - metrics.py: PSNR and SSIM.  realism.py: artifact score, two-sample test, KID.
 - report.py: the JSON's summary, strength tables, the console report.  figure.py: median/worst edits PNG.
 

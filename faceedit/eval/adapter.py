@@ -5,7 +5,8 @@ file alone.
 render() edits uint8 crops the way the product does (engine.Editor.edit_crops with one EditRequest per crop:
 implied attributes on, the edit filter where the model has one) and returns the model-size tensors eval
 scores: the raw decoder output, the reconstruction, the result the user gets, the attribute head's reading
-of the input, and auto strength's multipliers."""
+of the input, and auto strength's multipliers. sample() draws new faces with given attributes, as `faceedit
+sample` does."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -33,6 +34,19 @@ def render(editor, crops, values: np.ndarray, mask: np.ndarray, auto_strength: b
 def head(editor, x: np.ndarray) -> np.ndarray:
     """The model's attribute head on model-size images [N, 3, S, S] in [-1, 1] (results, read unquantised)."""
     return editor.run_attributes(np.ascontiguousarray(x, np.float32))
+
+
+def sample(editor, labels: np.ndarray, seed: int, temperature: float | None = None) -> np.ndarray:
+    """One new face per row of labels [N, A] (0/1, the model's attribute order), drawn as the product draws
+    them (engine.Editor.sample_rows: every attribute set to the row's value): [N, S, S, 3] uint8."""
+    names = editor.attribute_names
+    return editor.sample_rows([{n: float(v) for n, v in zip(names, row)} for row in np.asarray(labels)], seed,
+                              temperature)
+
+
+def prior(editor, temperature: float | None = None) -> dict:
+    """How sample() draws: the model's latent prior (kind, temperature, sha256 of its file; engine.prior)."""
+    return editor.prior.describe(temperature)
 
 
 def _requests(editor, values, mask, auto_strength) -> list:

@@ -63,7 +63,10 @@ def best_gains(result: dict) -> dict[str, float]:
 
 
 def summary(result: dict) -> dict:
-    """The headline: edits as the product makes them by default (auto strength where the model has it)."""
+    """The headline: edits as the product makes them by default (auto strength where the model has it), and
+    the samples step's figures (what the page warns with). An evaluation without edits: the samples alone."""
+    if "edit_success" not in result:
+        return {"split": result["split"], "faces": result["faces"], **samples_summary(result)}
     fixed = result["edit_success"]["intensity_1"]["residual"]
     auto = result.get("auto_strength") or {}
     on = any(t > 1 for t in (auto.get("top_multiplier") or {}).values())
@@ -87,7 +90,24 @@ def summary(result: dict) -> dict:
             "auto_strength_tops": {a: t for a, t in (auto.get("top_multiplier") or {}).items() if t > 1},
             # per attribute, so the runtime can warn before an edit that rarely lands
             "edit_success_per_attribute": {k: round(float(v), 4) for k, v in es["per_attribute"].items()},
-            **realism_summary(result)}
+            **realism_summary(result), **samples_summary(result)}
+
+
+def samples_summary(result: dict) -> dict:
+    """The samples step's headline (empty without one): the prior measured (its file's sha256: the engine warns
+    only with figures of the prior it draws from), how often each attribute asked for is read on the faces drawn
+    for it (on, off), the two-sample test and KID."""
+    b = result.get("samples")
+    if not b or "skipped" in b:
+        return {}
+    two, kid = b.get("two_sample") or {}, b.get("kid") or {}
+    return {"samples_prior": b["prior"].get("kind"), "samples_prior_sha256": b["prior"].get("sha256"),
+            "samples_temperature": b["prior"].get("temperature"), "samples_judge": b["judge"],
+            "samples_read_balanced_mean13": b["read"]["balanced_mean_standard13"],
+            "samples_read_per_attribute": {a: {"on": v["on"], "off": v["off"]} for a, v in b["read"]["per_attribute"].items()},
+            **({"samples_two_sample_accuracy": two["accuracy"], "samples_two_sample_reconstruction": two["reconstruction"]}
+               if "accuracy" in two else {}),
+            **({"samples_kid": kid["drawn"], "samples_kid_real_faces": kid["real_faces"]} if "drawn" in kid else {})}
 
 
 def realism_summary(result: dict) -> dict:
@@ -206,6 +226,71 @@ def print_report(console, res: dict, title: str, uniform_gains: bool) -> None:
                           "--auto-strength-from this JSON, if it is a validation run): "
                           + ", ".join(f"{a} {g:g}" for a, g in best_tops(res).items()))
         res["edit_strength_per_attribute"] = {"best_gains": per, "rows": attribute_strengths(res)}
+
+
+def print_samples(console, res: dict) -> None:
+    """The samples step's table: per attribute, how often the judge reads it on faces drawn with it and without
+    it, balanced, and the same judge on real faces; then the two-sample test and KID."""
+    from rich.table import Table
+    b = res.get("samples")
+    if not b:
+        return
+    if "skipped" in b:
+        console.print(f"new faces not measured: {b['skipped']}")
+        return
+    p = b["prior"]
+    t = Table(title=f"new faces: {b['faces']} drawn from the {p['kind']} prior (temperature {p['temperature']:g}, seed "
+                    f"{b['seed']}) with the labels of the {res['split']} faces, read by {b['judge']}")
+    for c in ("attribute", "drawn with it: read on", "drawn without: read off", "balanced", "real faces (balanced)"):
+        t.add_column(c, justify="right" if c != "attribute" else "left")
+    pct = lambda v: "-" if v is None else f"{v:.1%}"
+    for a, v in b["read"]["per_attribute"].items():
+        t.add_row(a, f"{pct(v['on'])} of {v['n_on']}", f"{pct(v['off'])} of {v['n_off']}", pct(v["balanced"]),
+                  pct(b["real_faces"]["balanced_per_attribute"][a]))
+    t.add_row("[bold]mean (13 standard)", "", "", pct(b["read"]["balanced_mean_standard13"]),
+              pct(b["real_faces"]["balanced_mean_standard13"]))
+    console.print(t)
+    two, kid = b.get("two_sample") or {}, b.get("kid") or {}
+    if "accuracy" in two:
+        console.print(f"two-sample test, drawn vs real faces ({two['folds']}-fold by {two['split_by']}, {two['faces']} "
+                      f"faces): {two['accuracy']:.1%} (50% = indistinguishable; raw reconstructions {two['reconstruction']:.1%})")
+    else:
+        console.print(f"two-sample test of drawn faces skipped: {two.get('skipped')}")
+    if "drawn" in kid:
+        console.print(f"KID x1000 in {kid['features']} features vs train faces: drawn {1000 * kid['drawn']:.2f}, "
+                      f"real faces {1000 * kid['real_faces']:.2f}")
+    else:
+        console.print(f"KID of drawn faces skipped: {kid.get('skipped')}")
+
+
+def samples_card(res: dict, command: str = "") -> str:
+    """The model card's "New faces" section (markdown) from an evaluation's samples block."""
+    b = res["samples"]
+    if "skipped" in b:
+        return f"## New faces\n\nNot measured: {b['skipped']}.\n"
+    p, two, kid = b["prior"], b.get("two_sample") or {}, b.get("kid") or {}
+    pct = lambda v: "-" if v is None else f"{v:.1%}"
+    lines = ["## New faces", "",
+             f"Measured by `faceedit eval` (faceedit/eval/samples.py) on the {res['split']} split: {b['faces']} faces drawn "
+             f"from the model's **{p['kind']}** latent prior ({p['meaning']}; temperature {p['temperature']:g}, seed "
+             f"{b['seed']}), one per {res['split']} face with that face's labels as the attributes asked for, read by "
+             f"{b['judge']}." + (f" Command: `{command}`." if command else ""), "",
+             "| attribute | drawn with it: read on | drawn without: read off | balanced | real faces (balanced) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for a, v in b["read"]["per_attribute"].items():
+        lines.append(f"| {a} | {pct(v['on'])} ({v['n_on']}) | {pct(v['off'])} ({v['n_off']}) | {pct(v['balanced'])} | "
+                     f"{pct(b['real_faces']['balanced_per_attribute'][a])} |")
+    lines.append(f"| **mean of 13** | | | **{pct(b['read']['balanced_mean_standard13'])}** | "
+                 f"{pct(b['real_faces']['balanced_mean_standard13'])} |")
+    lines.append("")
+    if "accuracy" in two:
+        lines.append(f"Two-sample test (a fresh small CNN per fold, {two['folds']}-fold by {two['split_by']}, "
+                     f"{two['faces']} faces): it tells drawn faces from real ones **{pct(two['accuracy'])}** of the time "
+                     f"(50% = it cannot; raw reconstructions: {pct(two['reconstruction'])}).")
+    if "drawn" in kid:
+        lines.append(f"KID x1000 in {kid['features']} features against train faces: drawn {1000 * kid['drawn']:.1f}, "
+                     f"real {res['split']} faces {1000 * kid['real_faces']:.1f}.")
+    return "\n".join(lines) + "\n"
 
 
 def _print_realism(console, res: dict) -> None:

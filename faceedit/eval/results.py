@@ -54,6 +54,15 @@ def assemble(model, judge, cfg, faces, tally, t_start: float, t_loop: float) -> 
     return result
 
 
+def samples_only(model, judge, cfg, faces) -> dict:
+    """The JSON of an evaluation without the edit steps (EvalConfig.edits False): what was evaluated; the
+    samples step adds its block."""
+    return {"split": cfg.split, "faces": len(faces.idx), "attributes": faces.names, "edits": "not evaluated (--no-edits)",
+            "judges": {"scoring": judge.name, "alongside": getattr(cfg.alongside, "name", None),
+                       "kid_features": getattr(cfg.features, "name", None)},
+            "timing_s": {"edits": 0.0}}
+
+
 def accuracy_blocks(model, tally, sc: Scale) -> dict:
     """Attribute inference and the judge on real faces; fixed-strength edit success (result and raw) and
     disturbance per intensity; success split by direction at intensity 1; what implied rules changed."""
@@ -206,6 +215,12 @@ def reference_faces(labels: np.ndarray, train_idx: np.ndarray, col: int, value: 
     return order[labels[order, col] == value][:count]
 
 
+def random_train_rows(faces, count: int) -> np.ndarray:
+    """`count` train-split faces in one fixed random order: the reference of every KID baseline."""
+    train = faces.ds.split_indices("train")
+    return train[np.random.default_rng(0).permutation(len(train))][:count]
+
+
 def kid(cfg, sc: Scale, faces, real_f, recon_f, edit_f, flip_of, count: int = 1000) -> dict:
     """KID of each attribute's edits against real train-split faces that have the value it was edited to
     (each direction against its own reference, weighted by how many edits went that way), in the features of
@@ -221,7 +236,7 @@ def kid(cfg, sc: Scale, faces, real_f, recon_f, edit_f, flip_of, count: int = 10
             cache.update(zip(part.tolist(), f))
         return np.stack([cache[r] for r in rows]) if len(rows) else np.zeros((0, real_f.shape[1]))
 
-    ref_all = feats_of(train[np.random.default_rng(0).permutation(len(train))][:count].tolist())
+    ref_all = feats_of(random_train_rows(faces, count).tolist())
     per, n_ref = {}, {}
     for i, a in enumerate(names):
         total, weight = 0.0, 0

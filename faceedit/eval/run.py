@@ -10,7 +10,8 @@ output and an auto strength sweep are scored beside it. Realism (realism.py) is 
 
 The steps, per batch of faces: reconstruct() (the model's reading and reconstruction of each face), then per
 attribute a Flip and edit_at_intensities(), default_edit(), sweep_auto_strength(); results.py turns the
-counts into the JSON."""
+counts into the JSON. Then the samples step (samples.py): new faces drawn with the faces' labels, read,
+two-sample tested and compared in features against the real faces."""
 from __future__ import annotations
 
 import time
@@ -44,6 +45,10 @@ class EvalConfig:
     features: object = None            # a judge whose penultimate features KID uses (None: no KID)
     keep: dict | None = None           # filled with what figure.py needs (indices, artifact ratios, values)
     log: Callable = print
+    edits: bool = True                 # run the edit steps (False: only the samples step, e.g. to compare priors)
+    samples: bool = True               # the samples step (samples.py): faces drawn from the latent prior
+    sample_seed: int = 0               # samples: the seed they are drawn with
+    sample_temperature: float | None = None  # samples: the prior's temperature (None: the prior file's own)
 
     @property
     def sweep_tops(self) -> list[float]:
@@ -258,19 +263,28 @@ def evaluate(model, judge, cfg: EvalConfig) -> dict:
     """model: subject.UnderTest; judge: the judge every figure is read with (judge.JudgeModel); cfg: the
     data, split and settings. Scores fixed-strength edits at each intensity and the product's default edit
     at value 1, and with intensities above 1 the auto strength sweep; then realism of the default edits.
-    Returns the JSON `faceedit eval --json` writes (results.assemble)."""
-    from faceedit.eval.results import assemble
+    Then (cfg.samples) the samples step: faces drawn from the latent prior with the faces' labels (samples.py);
+    cfg.edits=False runs that step alone. Returns the JSON `faceedit eval --json` writes (results.assemble)."""
+    from faceedit.eval.results import assemble, samples_only
     t_start = time.time()
     faces = read_faces(model, cfg)
-    tally = Tally(len(faces.names), tuple(cfg.intensities), cfg.sweep_tops, cfg.alongside is not None)
-    n = len(faces.idx)
-    for s in range(0, n, cfg.batch):
-        batch = reconstruct(model, judge, cfg, faces, faces.idx[s:s + cfg.batch], tally)
-        for k in range(tally.n_attr):
-            flip = Flip(model, judge, batch, k)
-            edit_at_intensities(flip, tally)
-            default_edit(flip, cfg, tally)
-            if len(tally.sweep_tops) > 1:
-                sweep_auto_strength(flip, tally)
-        cfg.log(f"evaluated {min(s + cfg.batch, n)}/{n} faces")
-    return assemble(model, judge, cfg, faces, tally, t_start, time.time() - t_start)
+    if not cfg.edits:
+        result = samples_only(model, judge, cfg, faces)
+    else:
+        tally = Tally(len(faces.names), tuple(cfg.intensities), cfg.sweep_tops, cfg.alongside is not None)
+        n = len(faces.idx)
+        for s in range(0, n, cfg.batch):
+            batch = reconstruct(model, judge, cfg, faces, faces.idx[s:s + cfg.batch], tally)
+            for k in range(tally.n_attr):
+                flip = Flip(model, judge, batch, k)
+                edit_at_intensities(flip, tally)
+                default_edit(flip, cfg, tally)
+                if len(tally.sweep_tops) > 1:
+                    sweep_auto_strength(flip, tally)
+            cfg.log(f"evaluated {min(s + cfg.batch, n)}/{n} faces")
+        result = assemble(model, judge, cfg, faces, tally, t_start, time.time() - t_start)
+    if cfg.samples:
+        from faceedit.eval.samples import sample_block
+        result["samples"] = sample_block(model, judge, cfg, faces, result)
+        result["timing_s"]["total"] = round(time.time() - t_start, 1)
+    return result

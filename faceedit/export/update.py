@@ -170,7 +170,7 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         log("auto strength: " + (", ".join(f"{a} up to x{t:g}" for a, t in strength["auto"]["top_multiplier"].items())
                                  or "off for every attribute (fixed strength had the better net effect)"))
     if eval_json is not None:
-        _measured_as_is(eval_json, "--eval-json", manifest, names)
+        result = _measured_as_is(eval_json, "--eval-json", manifest, names)
         manifest["eval"] = _read_eval(eval_json)
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "
             f"{manifest['eval']['edit_success_mean13']:.1%}")

@@ -42,7 +42,9 @@ class EagerEditor:
         return list(self.cfg.attributes)
 
     def _forward(self, x, target, mask):
-        edited, reconstruction, _ = edit(self.encoder, self.attribute_head, self.decoder, x, target, mask)
+        edited, reconstruction, _, *edit_mask = edit(self.encoder, self.attribute_head, self.decoder, x, target, mask)
+        if edit_mask:  # a model with an edit mask: the change gated by it, as the engine does
+            return (x + edit_mask[0] * (edited - reconstruction)).clamp(-1, 1)
         return (x + (edited - reconstruction)).clamp(-1, 1)
 
     def _graph_for(self, n: int):

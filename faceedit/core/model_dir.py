@@ -57,6 +57,7 @@ class ModelInfo:
     eval_summary: dict = field(default_factory=dict)  # manifest "eval": `faceedit eval` figures, if exported with them
     edit_filter: dict | None = None  # manifest "edit_filter": how the edit's change is filtered (engine.edit_filter)
     tiers: dict = field(default_factory=dict)  # attribute -> "stable" | "experimental" (core.tiers); {} if unrated
+    edit_mask: bool = False  # manifest "edit_mask": decoder and editor graphs also output the edit's soft mask
 
     @classmethod
     def load(cls, model=None, verify: bool = True) -> "ModelInfo":
@@ -81,6 +82,7 @@ class ModelInfo:
             info.tiers = tier_table(m.get("tiers"), names)
         except ValueError as e:
             raise ModelError(f"{path}/manifest.json: bad \"tiers\" entry: {e}") from None
+        info.edit_mask = _edit_mask(path, m)
         if m.get("layout", "NCHW") != "NCHW" or m.get("channel_order", "RGB") != "RGB":
             raise ModelError(f"{path}: unsupported layout {m.get('layout')}/{m.get('channel_order')} (expected NCHW RGB)")
         return info
@@ -94,3 +96,19 @@ class ModelInfo:
 
     def precisions_of(self, graph: str) -> list[str]:
         return list((self.graphs.get(graph) or {}).keys())
+
+
+def _edit_mask(path, m: dict) -> bool:
+    """Whether the manifest has an edit mask: then every decoder and editor graph must end in its output."""
+    entry = m.get("edit_mask")
+    if not entry:
+        return False
+    if not isinstance(entry, dict) or not isinstance(entry.get("output"), str):
+        raise ModelError(f"{path}/manifest.json: bad \"edit_mask\" entry (expected {{\"output\": NAME, ...}})")
+    for graph in ("decoder", "editor"):
+        for precision, f in ((m.get("graphs") or {}).get(graph) or {}).items():
+            outs = [t.get("name") for t in f.get("outputs") or []]
+            if not outs or outs[-1] != entry["output"]:
+                raise ModelError(f"{path}/manifest.json: the model has an edit mask but its {graph} graph "
+                                 f"({precision}) does not end in output {entry['output']!r}")
+    return True

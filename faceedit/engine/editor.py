@@ -60,6 +60,7 @@ class Editor:
         except (KeyError, TypeError, ValueError) as e:
             raise EngineError(f"{model.path}/manifest.json: bad \"edit_filter\" entry: {e}") from None
         self.edit_filter = self._filter is not None
+        self.edit_mask = bool(getattr(model, "edit_mask", False))  # the graphs also draw the edit's mask
 
     # ---- loading -----------------------------------------------------------------------------------
     @classmethod
@@ -135,7 +136,7 @@ class Editor:
     def describe(self) -> str:
         return (f"{self.backend.describe()}, {self.precision}, {'fused editor graph' if self.fused else 'encoder+decoder graphs'}"
                 + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else "")
-                + (", edit filter" if self.edit_filter else ""))
+                + (", edit filter" if self.edit_filter else "") + (", edit mask" if self.edit_mask else ""))
 
     # ---- requests ------------------------------------------------------------------------------------
     def request(self, changes, *, raw: bool = False, auto_strength: bool = True, implied: bool = True,
@@ -179,14 +180,17 @@ class Editor:
         implied = self._implied if opts.implied else None  # a request can turn a step off, never on
         filt = self._filter if opts.filtered else None
         # attributes, target, strength, decode: rendered once, or again harder where the edit did not land
-        edited, recon, before, mult = self._strength(x, target, mask, implied, filt, opts.auto_strength)
+        edited, recon, before, mult, gate = self._strength(x, target, mask, implied, filt, opts.auto_strength)
         delta = edited - recon  # residual: what the edit changed, at model size
         # filter: its coefficients once per row, for the model-size result and the crop-size one alike
         coefs = self._filter_coefficients(x, delta, mask, None if opts.raw else filt)
-        # result: at model size (what the attribute head judges) and at each crop's own size (what the user gets)
-        result = edited if opts.raw else self._result_at_model_size(x, delta, mask, filt, coefs)
-        images = [self._result_at_crop_size(c, edited[i], delta[i], coefs[i], opts.raw) for i, c in enumerate(crops)]
-        return CropEdits(images, before, edited, recon, result, mult, implied_changes(implied, target, mask, before))
+        # result: at model size (what the attribute head judges) and at each crop's own size (what the user gets);
+        # a model's edit mask gates the (filtered) change: the crop itself wherever the mask is 0
+        result = edited if opts.raw else self._result_at_model_size(x, delta, mask, filt, coefs, gate)
+        images = [self._result_at_crop_size(c, edited[i], delta[i], coefs[i], opts.raw,
+                                            None if gate is None else gate[i, 0]) for i, c in enumerate(crops)]
+        return CropEdits(images, before, edited, recon, result, mult, implied_changes(implied, target, mask, before),
+                         edit_mask=None if gate is None else gate[:, 0])
 
     def _per_row(self, request, n: int) -> list[EditRequest]:
         """One EditRequest per crop (resolved here where given as dicts)."""
@@ -212,37 +216,42 @@ class Editor:
         return apply_implied(implied, np.asarray(decoder_value(values, gains), np.float32), mask, values, mask)
 
     def _render(self, x, target, mask, implied, multipliers=None):
-        """One pass of the model over rows x: -> (edited, reconstruction, before: the input's attributes)."""
+        """One pass of the model over rows x: -> (edited, reconstruction, before: the input's attributes, the
+        edited pass's edit mask [N,1,S,S] or None for a model without one)."""
         values, mask = self._targets(target, mask, implied, multipliers)
         if self.fused:  # attributes, the face's own values and both decodes in one graph call
-            return tuple(self._graph("editor").run({"image": x, "target": values, "mask": mask}))
+            out = self._graph("editor").run({"image": x, "target": values, "mask": mask})
+            return out[0], out[1], out[2], (out[3] if self.edit_mask else None)
         # no fused graph at this precision (int8 has none): the same maths from the three graphs
         mu = self._graph("encoder").run({"image": x})[0]
         before = self._graph("attributes").run({"image": x})[0]
         source = (before > 0.5).astype(np.float32)
         y = mask * values + (1 - mask) * source
-        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})[0]
+        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})
         n = len(x)
-        return both[:n], both[n:], before
+        return both[0][:n], both[0][n:], before, (both[1][:n] if self.edit_mask else None)
 
     def _strength(self, x, target, mask, implied, filt, auto: bool):
         """strength + decode: every row rendered at its gain; with auto strength (the model's and the
         request's), rows whose result the attribute head does not read as asked are rendered again, harder
         (faceedit.core.strength), judged on the residual the user would get. -> (edited, reconstruction,
-        before, multipliers [N, A])."""
+        before, multipliers [N, A], edit mask [N,1,S,S] or None)."""
         if not (auto and self.auto_strength and pushable(target, mask, self._tops).any()):
-            return (*self._render(x, target, mask, implied), np.ones(target.shape, np.float32))
+            edited, recon, before, gate = self._render(x, target, mask, implied)
+            return edited, recon, before, np.ones(target.shape, np.float32), gate
         out = []
 
         def render(rows, mult):
-            edited, recon, before = self._render(x[rows], target[rows], mask[rows], implied, mult)
+            edited, recon, before, gate = self._render(x[rows], target[rows], mask[rows], implied, mult)
             if not out:  # the first call renders every row
-                out.extend((edited, recon, before))
+                out.extend((edited, recon, before, gate))
             else:
                 out[0][rows] = edited
-            return self._result_at_model_size(x[rows], edited - recon, mask[rows], filt)
+                if gate is not None:  # the mask of the rendering kept
+                    out[3][rows] = gate
+            return self._result_at_model_size(x[rows], edited - recon, mask[rows], filt, gate=gate)
         mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
-        return (*out, mult)
+        return out[0], out[1], out[2], mult, out[3]
 
     @staticmethod
     def _filter_coefficients(x, delta, mask, filt) -> list:
@@ -251,24 +260,34 @@ class Editor:
         return filt.row_coefficients(x, delta, mask) if filt is not None else [None] * len(delta)
 
     @staticmethod
-    def _result_at_model_size(x, delta, mask, filt, coefs=None) -> np.ndarray:
+    def _result_at_model_size(x, delta, mask, filt, coefs=None, gate=None) -> np.ndarray:
         """The residual edit at model size [N,3,S,S]: x + the change, the change filtered by x where the filter
-        applies to the attributes set (coefs: _filter_coefficients' answer, when already computed)."""
+        applies to the attributes set (coefs: _filter_coefficients' answer, when already computed), then gated
+        by the model's edit mask where it has one (gate [N,1,S,S]; after the filter, whose smoothing would
+        otherwise carry the change past the mask: where the mask is 0 the result is x)."""
         if filt is not None:
             delta = filt.filter_rows(x, delta, mask, coefs)
+        if gate is not None:
+            delta = gate * delta
         return np.clip(x + delta, -1.0, 1.0)
 
     @staticmethod
-    def _result_at_crop_size(crop, edited, delta, coef, raw: bool) -> np.ndarray:
-        """One crop's result at its own size: crop + upsample(delta), or the raw output resized. Where the
-        row is filtered (coef), the change is rebuilt at the crop's size with the crop itself as the guide."""
+    def _result_at_crop_size(crop, edited, delta, coef, raw: bool, gate=None) -> np.ndarray:
+        """One crop's result at its own size: crop + upsample(delta), or the raw output resized (a raw edit is
+        gated when pasted: PhotoEditor.finish_crop). Where the row is filtered (coef), the change is rebuilt at
+        the crop's size with the crop itself as the guide. gate: the edit mask [S,S], upsampled and applied
+        after the filter."""
         h, w = crop.shape[:2]
         if raw:
             return tensors.resize(tensors.to_uint8(edited), w, h)
         if coef is None:  # the row's attributes are not filtered: the change, upsampled
-            return tensors.apply_delta(crop, tensors.delta_at(delta, w, h))
-        f, c = coef
-        return tensors.apply_delta(crop, f.apply(c, crop) * np.float32(127.5))
+            change = tensors.delta_at(delta, w, h)
+        else:
+            f, c = coef
+            change = f.apply(c, crop) * np.float32(127.5)
+        if gate is not None:
+            change = change * tensors.mask_at(gate, w, h)[:, :, None]
+        return tensors.apply_delta(crop, change)
 
     # ---- the model, on tensors (the bench, sampling and the attribute reads) ---------------------------
     @property

@@ -80,7 +80,8 @@ class JobBatcher(DynamicBatcher):
     def submit_report(self, crop, request, post: Callable | None = None) -> Future:
         """Future of a one-row CropEdits (with .after: the attribute head on the crop the user gets) for one
         aligned crop. request: an EditRequest (its options included; a dict is resolved here). post: edited
-        crop -> the crop the user gets, run by the worker before "after" is read (PhotoEditor.finish_crop).
+        crop (and, for a model with an edit mask, the row's mask [S,S]) -> the crop the user gets, run by the
+        worker before "after" is read (PhotoEditor.finish_crop).
         A bad image or request raises EngineError here, in the caller."""
         crop = tensors.as_rgb(crop)
         request = self.editor.request(request)
@@ -130,7 +131,9 @@ class JobBatcher(DynamicBatcher):
     def _run_reports(self, rows):
         # one edit of every row (the Editor groups them by options), one attribute read of every result
         out = self.editor.edit_crops([r.crop for r in rows], [r.request for r in rows])
-        images = [r.post(im) if r.post else im for r, im in zip(rows, out.images)]
+        # post gets the row's edit mask too where the model has one (PhotoEditor.finish_crop gates a raw edit)
+        images = [(r.post(im) if out.edit_mask is None else r.post(im, out.edit_mask[i])) if r.post else im
+                  for i, (r, im) in enumerate(zip(rows, out.images))]
         out = out.finished(images, self.editor.attributes(images))
         for i, r in enumerate(rows):
             r.future.set_result(out.take([i]))

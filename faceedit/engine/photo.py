@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from faceedit.engine import align as A
+from faceedit.engine import tensors
 from faceedit.engine.detect import Face, make_detector
 from faceedit.engine.errors import EngineError, NoFaceFound
 from faceedit.engine.imageio import Photo
@@ -181,10 +182,19 @@ class PhotoEditor:
             job.mask = job.placement.mask()
         return job.mask
 
-    def finish_crop(self, job: FaceJob, edited: np.ndarray, request: EditRequest) -> np.ndarray:
-        """The edited crop as it will be pasted: a raw edit colour-matched to the crop under the face's mask,
-        a residual edit as it is."""
-        return A.match_colour(edited, job.crop, self.mask_for(job)) if request.raw else edited
+    def finish_crop(self, job: FaceJob, edited: np.ndarray, request: EditRequest,
+                    edit_mask: np.ndarray | None = None) -> np.ndarray:
+        """The edited crop as it will be pasted: a raw edit colour-matched to the crop under the face's mask
+        (and, for a model with an edit mask [S,S], gated by it: the crop wherever it is 0), a residual edit as it
+        is (the Editor gated it already). So with a mask nothing outside it moves in the photo either."""
+        if not request.raw:
+            return edited
+        matched = A.match_colour(edited, job.crop, self.mask_for(job))
+        if edit_mask is None:
+            return matched
+        h, w = job.crop.shape[:2]
+        change = (matched.astype(np.float32) - job.crop) * tensors.mask_at(edit_mask, w, h)[:, :, None]
+        return tensors.apply_delta(job.crop, change)
 
     def edit_jobs(self, jobs: list[FaceJob], request) -> CropEdits:
         """The crops of editable jobs edited in one batch on the Editor, each as it will be pasted
@@ -194,7 +204,8 @@ class PhotoEditor:
         if not jobs:  # every face too small to edit: nothing to run
             return CropEdits.empty(len(self.editor.attribute_names), self.editor.size)
         edits = self.editor.edit_crops([j.crop for j in jobs], request)
-        images = [self.finish_crop(j, im, request) for j, im in zip(jobs, edits.images)]
+        masks = edits.edit_mask if edits.edit_mask is not None else [None] * len(jobs)
+        images = [self.finish_crop(j, im, request, m) for j, im, m in zip(jobs, edits.images, masks)]
         return edits.finished(images, self.editor.attributes(images))
 
     def paste(self, rgb: np.ndarray, job: FaceJob, edited: np.ndarray) -> None:

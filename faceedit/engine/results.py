@@ -20,6 +20,8 @@ class CropEdits:
     multipliers: np.ndarray     # [N, A] auto strength's multiplier on each gain (1: rendered once)
     implied: np.ndarray         # [N, A] bool: attributes an implied rule set where the face read otherwise
     after: np.ndarray | None = None  # [N, A] the attribute head on `images`, where a caller read it (photos, services)
+    edit_mask: np.ndarray | None = None  # [N, S, S] float32 in [0, 1]: where the edit applies (a model with an
+                                         # edit mask: `result` and `images` are the crop where it is 0), else None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -36,17 +38,18 @@ class CropEdits:
         pick = (lambda a: None if a is None else a[rows])
         return CropEdits([self.images[i] for i in rows], self.before[rows], self.edited[rows],
                          self.reconstruction[rows], self.result[rows], self.multipliers[rows], self.implied[rows],
-                         pick(self.after))
+                         pick(self.after), pick(self.edit_mask))
 
     @classmethod
     def concat(cls, parts: list) -> "CropEdits":
-        """Rows of several CropEdits, one after the other (after: kept only where every part has it)."""
+        """Rows of several CropEdits, one after the other (after, edit_mask: kept only where every part has it)."""
         if len(parts) == 1:
             return parts[0]
         cat = (lambda name: np.concatenate([getattr(p, name) for p in parts]))
         after = cat("after") if all(p.after is not None for p in parts) else None
+        edit_mask = cat("edit_mask") if all(p.edit_mask is not None for p in parts) else None
         return cls([im for p in parts for im in p.images], cat("before"), cat("edited"), cat("reconstruction"),
-                   cat("result"), cat("multipliers"), cat("implied"), after)
+                   cat("result"), cat("multipliers"), cat("implied"), after, edit_mask)
 
     def finished(self, images: list, after: np.ndarray) -> "CropEdits":
         """These edits with the images the user gets in the end (e.g. colour-matched) and the head's reading of them."""
@@ -66,6 +69,7 @@ class FaceEdit:
     implied: dict = field(default_factory=dict)  # implied attributes the edit changed: attribute -> 0 or 1
     skipped: str = ""          # why this face was found but not edited (too small), else ""
     extra: dict = field(default_factory=dict)    # more for a front end, e.g. the service's reconstruction PNGs
+    edit_mask: np.ndarray | None = None          # [S, S] float32 in [0, 1]: where the edit applied (a mask model)
 
     def read(self, names, edits: CropEdits, row: int) -> "FaceEdit":
         """Fill before/after/pushed/implied from row `row` of edits (after: where the edits have it)."""
@@ -74,6 +78,8 @@ class FaceEdit:
         if edits.after is not None:
             self.after = dict(zip(names, map(float, edits.after[row])))
         self.pushed = {n: float(m) for n, m in zip(names, edits.multipliers[row]) if m > 1}
+        if edits.edit_mask is not None:
+            self.edit_mask = edits.edit_mask[row]
         # the value the rule set is the opposite of what the face read
         self.implied = {n: int(before[i] <= 0.5) for i, n in enumerate(names) if edits.implied[row][i]}
         return self

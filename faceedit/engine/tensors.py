@@ -75,5 +75,13 @@ def delta_at(delta: np.ndarray, w: int, h: int) -> np.ndarray:
     return d
 
 
+def mask_at(mask: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A model's edit mask [S,S] in [0, 1] -> HxW float32 at the crop's size (0 stays 0 away from its edge)."""
+    m = np.ascontiguousarray(mask, np.float32)
+    if m.shape[1] != w or m.shape[0] != h:
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    return m
+
+
 def apply_delta(crop: np.ndarray, delta_px: np.ndarray) -> np.ndarray:
     return np.clip(crop.astype(np.float32) + delta_px + 0.5, 0, 255).astype(np.uint8)

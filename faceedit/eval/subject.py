@@ -87,7 +87,8 @@ def _checkpoint(path: Path) -> UnderTest:
     a = len(names)
     # a checkpoint has no gains of its own (the caller may set some), no auto strength, no implied rules
     info = ModelInfo(path=path, manifest={}, image_size=int(cfg["image_size"]), z_shape=(int(cfg["z_channels"]), 8, 8),
-                     attribute_names=names, defaults=[0.0] * a, crop={}, edit_gains=[1.0] * a, edit_tops=[1.0] * a)
+                     attribute_names=names, defaults=[0.0] * a, crop={}, edit_gains=[1.0] * a, edit_tops=[1.0] * a,
+                     edit_mask=bool(cfg.get("edit_mask", False)))
     return UnderTest(info, TorchBackend(model), "checkpoint")
 
 
@@ -108,7 +109,8 @@ class TorchBackend:
         torch, net = self.torch, self.model
         fn = {"encoder": lambda f: list(net.encoder(f["image"])),
               "attributes": lambda f: [torch.sigmoid(net.attribute_head(f["image"]))],
-              "decoder": lambda f: [net.decoder(f["z"], f["attributes"])]}[graph]
+              # a model with an edit mask: image and mask, as its decoder graph gives them
+              "decoder": lambda f: [t for t in net.decoder(f["z"], f["attributes"], with_mask=True) if t is not None]}[graph]
 
         class Graph:
             def run(self, feeds):

@@ -48,16 +48,21 @@ class AttributesGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
+    """z, attributes -> image (and edit_mask, for a model with an edit mask)."""
+
     def __init__(self, model):
         super().__init__()
         self.decoder = model.decoder
 
     def forward(self, z, attributes):
-        return self.decoder(z, attributes)
+        if self.decoder.mask is None:
+            return self.decoder(z, attributes)
+        return self.decoder(z, attributes, with_mask=True)
 
 
 class EditorGraph(nn.Module):
-    """image, target, mask -> edited, reconstruction, probabilities (docs/model-directory.md): CVAEGAN.edit."""
+    """image, target, mask -> edited, reconstruction, probabilities (and edit_mask, for a model with an edit
+    mask) (docs/model-directory.md): CVAEGAN.edit."""
 
     def __init__(self, model):
         super().__init__()
@@ -174,6 +179,19 @@ GRAPHS = {
 }
 
 
+# The graphs of a model with an edit mask (ModelConfig.edit_mask) have one more output: the soft mask [N,1,S,S]
+# of the edit (decoder: of the decode asked for; editor: of the edited pass). Not "mask": the editor's input of
+# that name is the set-attributes mask.
+MASK_OUTPUT = "edit_mask"
+MASK_GRAPHS = ("decoder", "editor")
+
+
+def output_names(name: str, cfg) -> tuple:
+    """The output names of graph `name` for a model of this config."""
+    outs = GRAPHS[name][2]
+    return outs + (MASK_OUTPUT,) if getattr(cfg, "edit_mask", False) and name in MASK_GRAPHS else outs
+
+
 def example_inputs(name: str, cfg, batch: int = 2) -> tuple:
     s, a = cfg.image_size, cfg.n_attr
     g = torch.Generator().manual_seed(0)
@@ -194,9 +212,9 @@ def export_all(model, out_dir, log=print) -> dict[str, onnx.ModelProto]:
     """Write encoder/attributes/decoder/editor .onnx (fp32, BatchNorm folded) into out_dir."""
     folded = fold_batchnorm(model)
     out = {}
-    for name, (wrap, ins, outs) in GRAPHS.items():
+    for name, (wrap, ins, _) in GRAPHS.items():
         path = Path(out_dir) / f"{name}.onnx"
-        out[name] = export_graph(wrap(folded), example_inputs(name, model.cfg), path, ins, outs)
+        out[name] = export_graph(wrap(folded), example_inputs(name, model.cfg), path, ins, output_names(name, model.cfg))
         log(f"exported {path.name} ({path.stat().st_size / 1e6:.2f} MB, {len(out[name].graph.node)} nodes)")
     return out
 

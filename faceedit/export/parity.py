@@ -108,9 +108,11 @@ def _editor_reference(module, feeds, ort_probs, ref):
         mu, _ = module.encoder(image)
         source = torch.from_numpy((ort_probs > 0.5).astype(np.float32))
         y = mask * target + (1 - mask) * source
-        edited, recon = module.decoder(mu, y).numpy(), module.decoder(mu, source).numpy()
-    ref = [np.where(disagree[:, None, None, None], edited, ref[0]),
-           np.where(disagree[:, None, None, None], recon, ref[1]), ref[2]]
+        edited, edit_mask = module.decoder(mu, y, with_mask=True)
+        recon = module.decoder(mu, source).numpy()
+    rows = disagree[:, None, None, None]
+    ref = [np.where(rows, edited.numpy(), ref[0]), np.where(rows, recon, ref[1]), ref[2],
+           *([np.where(rows, edit_mask.numpy(), ref[3])] if edit_mask is not None else [])]
     return ref, int(disagree.sum())
 
 

@@ -244,6 +244,11 @@ def manifest(job: Export):
         "checkpoint": {"file": job.checkpoint.name, "step": job.state.get("step"),
                        "data": job.state.get("config", {}).get("data")},
     }
+    if cfg.edit_mask:
+        m["edit_mask"] = {"output": onnx_graphs.MASK_OUTPUT, "graphs": list(onnx_graphs.MASK_GRAPHS),
+                          "meaning": "the decoder also draws a soft mask [N,1,S,S] in [0, 1] (the editor graph: "
+                                     "its edited pass's); the edit users get is image + mask * (edited - "
+                                     "reconstruction): the input wherever the mask is 0"}
     if job.tensorrt_record:
         m["tensorrt"] = job.tensorrt_record
     write_manifest(job.out, m)

@@ -29,7 +29,16 @@ class Reference:
         self.decoded = self.decode(fp32["decoder"], self.z)
 
     def decode(self, decoder, z):
-        return decoder.run(None, {"z": z, "attributes": self.y})[0]
+        image, *edit_mask = decoder.run(None, {"z": z, "attributes": self.y})
+        return with_masks([image], edit_mask)
+
+
+def with_masks(images: list, masks: list) -> np.ndarray:
+    """Images, and a model's edit masks (in [0, 1]) counted as images in [-1, 1] (2m - 1), as one array for
+    psnr_db (flat where there are masks; as before where there are none)."""
+    if not masks:
+        return images[0] if len(images) == 1 else np.concatenate(images)
+    return np.concatenate([*images, *(2 * m - 1 for m in masks)], axis=None)
 
 
 def graph_figures(name: str, runner, ref: Reference) -> dict:
@@ -44,10 +53,10 @@ def graph_figures(name: str, runner, ref: Reference) -> dict:
     if name == "editor":  # one attribute edited per face (mask all ones, target = the edit vector)
         n = len(ref.images)
         feeds = {"image": ref.images, "target": ref.y[n:], "mask": np.ones_like(ref.y[n:])}
-        edited, recon, probs = runner.run(None, feeds)
-        e0, r0, p0 = ref.fp32["editor"].run(None, feeds)
+        edited, recon, probs, *edit_mask = runner.run(None, feeds)
+        e0, r0, p0, *m0 = ref.fp32["editor"].run(None, feeds)
         return {"attribute_agreement": round(agreement(p0, probs), 5),
-                "psnr_db": psnr_db(np.concatenate([edited, recon]), np.concatenate([e0, r0]))}
+                "psnr_db": psnr_db(with_masks([edited, recon], edit_mask), with_masks([e0, r0], m0))}
     raise ValueError(f"no accuracy figure for graph {name}")
 
 

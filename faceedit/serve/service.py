@@ -248,7 +248,8 @@ class FaceService:
         request = self.editor.request(request)  # a bad name or value: refused before any decoding
         photo, n_found, jobs, faces = await self._prepared(data, face, aligned, True)
         pe = self.photo_editor
-        futures = [self.batcher.submit_report(j.crop, request, post=lambda im, j=j: pe.finish_crop(j, im, request))
+        futures = [self.batcher.submit_report(j.crop, request,
+                                              post=lambda im, edit_mask=None, j=j: pe.finish_crop(j, im, request, edit_mask))
                    for j in jobs]
         # one-row answers, one per face; none when every face chosen was too small to edit
         edits = (CropEdits.concat(await self._wait(futures)) if jobs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
@@ -14,7 +15,7 @@ from faceedit.serve.http_errors import classify
 from faceedit.engine.photo import parse_face_choice
 from faceedit.serve.limits import check_image_type, read_upload
 from faceedit.engine.results import FaceEdit
-from faceedit.serve.service import MAX_SAMPLES, b64, output_format, parse_sets
+from faceedit.serve.service import MAX_SAMPLES, b64, encode_image, output_format, parse_sets
 
 router = APIRouter(prefix="/v1", tags=["faceedit"])
 
@@ -35,6 +36,8 @@ class Face(BaseModel):
     implied: Optional[Dict[str, int]] = Field(None, description="Attributes an implied rule set (value 0 or 1)")
     crop: Optional[str] = Field(None, description="Base64 PNG of the aligned input crop (reconstruct)")
     reconstruction: Optional[str] = Field(None, description="Base64 PNG of the decoder's reconstruction (reconstruct)")
+    edit_mask: Optional[str] = Field(None, description="Base64 PNG (grey, model size) of where the edit applied: a "
+                                     "model with an edit mask leaves the photo as it was where this is black (edit)")
     skipped: Optional[str] = Field(None, description="Why this face was found but not edited or read (too small)")
 
 
@@ -85,6 +88,9 @@ def _face(f: FaceEdit, after: bool) -> Face:
         d.update(skipped=f.skipped)
     elif after:
         d.update(attributes_after=_rounded(f.after), auto_strength=f.pushed, implied=f.implied)
+        if f.edit_mask is not None:
+            grey = (np.clip(f.edit_mask, 0, 1) * 255 + 0.5).astype(np.uint8)
+            d.update(edit_mask=b64(encode_image(np.repeat(grey[:, :, None], 3, 2), None, "PNG")))
     if f.extra:
         d.update(crop=b64(f.extra["crop"]), reconstruction=b64(f.extra["reconstruction"]))
     return Face(**d)

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from faceedit.core.attributes import decoder_value
-from faceedit.engine import tensors
+from faceedit.engine import stages, tensors
 from faceedit.engine.edit_filter import EditFilter
 from faceedit.engine.backends import AUTO_ORDER, backend_class, canonical_name
 from faceedit.engine.errors import BackendUnavailable, EngineError
@@ -47,6 +47,7 @@ class Editor:
         self.size = model.image_size
         self.attribute_names = list(model.attribute_names)
         self._graphs: dict = {}
+        self._requests: dict = {}  # Editor.request's answers for plain dicts, by their items and options
         self._lock = threading.Lock()
         self._prior = None
         self.fused = backend.has(model, "editor", precision)
@@ -138,6 +139,12 @@ class Editor:
                 + (", auto strength" if self.auto_strength else "") + (", implied attributes" if self.implied else "")
                 + (", edit filter" if self.edit_filter else "") + (", edit mask" if self.edit_mask else ""))
 
+    @staticmethod
+    def stage_times():
+        """`with editor.stage_times() as st:` -> engine.stages.StageTimes of this thread's edit_crops calls in
+        the block: seconds per step (conversion, target, graph, auto strength, residual, edit filter, copy)."""
+        return stages.collecting()
+
     # ---- requests ------------------------------------------------------------------------------------
     def request(self, changes, *, raw: bool = False, auto_strength: bool = True, implied: bool = True,
                 filtered: bool = True) -> EditRequest:
@@ -145,8 +152,22 @@ class Editor:
         and values checked once, with the edit's options (each can only turn a step off for this request; an
         EditRequest passes through, narrowed by the options given). Unknown names and values outside -1..2
         raise EngineError."""
-        return EditRequest.resolve(changes, self.attribute_names, raw=raw, auto_strength=auto_strength,
-                                   implied=implied, filtered=filtered)
+        key = None
+        if type(changes) is dict and len(changes) <= 8:  # the same dict again (a batcher's callers): resolved once
+            try:
+                key = (tuple(changes.items()), raw, auto_strength, implied, filtered)
+                hit = self._requests.get(key)
+            except TypeError:  # unhashable values: resolved (and refused) as they come
+                key = hit = None
+            if hit is not None:
+                return hit
+        r = EditRequest.resolve(changes, self.attribute_names, raw=raw, auto_strength=auto_strength,
+                                implied=implied, filtered=filtered)
+        if key is not None:
+            if len(self._requests) >= 256:
+                self._requests.clear()
+            self._requests[key] = r  # an EditRequest is immutable: every caller may share it
+        return r
 
     # ---- the edit of crops: one path, step by step ------------------------------------------------------
     def edit_crops(self, crops: list, request) -> CropEdits:
@@ -157,8 +178,12 @@ class Editor:
         crops = list(crops)
         if not crops:
             return CropEdits.empty(len(self.attribute_names), self.size)
-        requests = self._per_row(request, len(crops))
-        x = tensors.to_tensor(crops, self.size)
+        with stages.call():
+            return self._edit_crops(crops, self._per_row(request, len(crops)))
+
+    def _edit_crops(self, crops: list, requests: list) -> CropEdits:
+        with stages.stage("conversion"):
+            x = tensors.to_tensor(crops, self.size)
         parts, order = [], []
         for rows in self._option_groups(requests):
             opts = requests[rows[0]]  # every row of the group has these options
@@ -180,23 +205,48 @@ class Editor:
         implied = self._implied if opts.implied else None  # a request can turn a step off, never on
         filt = self._filter if opts.filtered else None
         # attributes, target, strength, decode: rendered once, or again harder where the edit did not land
-        edited, recon, before, mult, gate = self._strength(x, target, mask, implied, filt, opts.auto_strength)
-        delta = edited - recon  # residual: what the edit changed, at model size
-        # filter: its coefficients once per row, for the model-size result and the crop-size one alike
-        coefs = self._filter_coefficients(x, delta, mask, None if opts.raw else filt)
+        edited, recon, before, mult, gate, known = self._strength(x, target, mask, implied, filt, opts.auto_strength)
+        with stages.stage("residual"):
+            delta = edited - recon  # residual: what the edit changed, at model size
+        # filter: its coefficients once per row, for the model-size result and the crop-size one alike (auto
+        # strength computed them already for the rows' last rendering)
+        coefs = known if known is not None and not opts.raw else \
+            self._filter_coefficients(x, delta, mask, None if opts.raw else filt)
         # result: at model size (what the attribute head judges) and at each crop's own size (what the user gets);
         # a model's edit mask gates the (filtered) change: the crop itself wherever the mask is 0
         result = edited if opts.raw else self._result_at_model_size(x, delta, mask, filt, coefs, gate)
-        images = [self._result_at_crop_size(c, edited[i], delta[i], coefs[i], opts.raw,
-                                            None if gate is None else gate[i, 0]) for i, c in enumerate(crops)]
-        return CropEdits(images, before, edited, recon, result, mult, implied_changes(implied, target, mask, before),
-                         edit_mask=None if gate is None else gate[:, 0])
+        with stages.stage("copy"):
+            images = self._results_at_crop_size(crops, edited, delta, coefs, opts.raw, gate)
+            return CropEdits(images, before, edited, recon, result, mult,
+                             implied_changes(implied, target, mask, before), edit_mask=None if gate is None else gate[:, 0])
+
+    def _results_at_crop_size(self, crops, edited, delta, coefs, raw: bool, gate) -> list:
+        """Every row's result at its crop's size (_result_at_crop_size); rows whose crop is the model's size
+        and whose change is neither filtered nor gated (the batcher's usual rows) in one array operation."""
+        s = self.size
+        plain = [] if raw or gate is not None else \
+            [i for i, c in enumerate(crops) if coefs[i] is None and c.shape[0] == s and c.shape[1] == s]
+        images = [None] * len(crops)
+        if len(plain) > 1:  # the same arithmetic as tensors.apply_delta(crop, tensors.delta_at(...)), all at once
+            d = delta[plain].transpose(0, 2, 3, 1) * np.float32(127.5)
+            d += np.stack([crops[i] for i in plain])
+            d += np.float32(0.5)
+            batch = np.clip(d, 0, 255, out=d).astype(np.uint8)
+            for k, i in enumerate(plain):
+                images[i] = batch[k]
+        for i, c in enumerate(crops):
+            if images[i] is None:
+                images[i] = self._result_at_crop_size(c, edited[i], delta[i], coefs[i], raw,
+                                                      None if gate is None else gate[i, 0])
+        return images
 
     def _per_row(self, request, n: int) -> list[EditRequest]:
         """One EditRequest per crop (resolved here where given as dicts)."""
         if request is None or isinstance(request, (dict, EditRequest)):
             return [self.request(request)] * n
-        rows = [self.request(r) for r in request]
+        names = tuple(self.attribute_names)
+        # rows resolved by their callers (a batcher's) pass as they are
+        rows = [r if type(r) is EditRequest and r.names == names else self.request(r) for r in request]
         if len(rows) != n:
             raise EngineError(f"{len(rows)} edit requests for {n} crops: give one for all, or one per crop")
         return rows
@@ -218,16 +268,19 @@ class Editor:
     def _render(self, x, target, mask, implied, multipliers=None):
         """One pass of the model over rows x: -> (edited, reconstruction, before: the input's attributes, the
         edited pass's edit mask [N,1,S,S] or None for a model without one)."""
-        values, mask = self._targets(target, mask, implied, multipliers)
+        with stages.stage("target"):
+            values, mask = self._targets(target, mask, implied, multipliers)
         if self.fused:  # attributes, the face's own values and both decodes in one graph call
-            out = self._graph("editor").run({"image": x, "target": values, "mask": mask})
+            with stages.stage("graph"):
+                out = self._graph("editor").run({"image": x, "target": values, "mask": mask})
             return out[0], out[1], out[2], (out[3] if self.edit_mask else None)
         # no fused graph at this precision (int8 has none): the same maths from the three graphs
-        mu = self._graph("encoder").run({"image": x})[0]
-        before = self._graph("attributes").run({"image": x})[0]
-        source = (before > 0.5).astype(np.float32)
-        y = mask * values + (1 - mask) * source
-        both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})
+        with stages.stage("graph"):
+            mu = self._graph("encoder").run({"image": x})[0]
+            before = self._graph("attributes").run({"image": x})[0]
+            source = (before > 0.5).astype(np.float32)
+            y = mask * values + (1 - mask) * source
+            both = self._graph("decoder").run({"z": np.concatenate([mu, mu]), "attributes": np.concatenate([y, source])})
         n = len(x)
         return both[0][:n], both[0][n:], before, (both[1][:n] if self.edit_mask else None)
 
@@ -235,29 +288,40 @@ class Editor:
         """strength + decode: every row rendered at its gain; with auto strength (the model's and the
         request's), rows whose result the attribute head does not read as asked are rendered again, harder
         (faceedit.core.strength), judged on the residual the user would get. -> (edited, reconstruction,
-        before, multipliers [N, A], edit mask [N,1,S,S] or None)."""
+        before, multipliers [N, A], edit mask [N,1,S,S] or None, the filter coefficients of each row's last
+        rendering (as _filter_coefficients gives them) or None where they were not computed here)."""
         if not (auto and self.auto_strength and pushable(target, mask, self._tops).any()):
             edited, recon, before, gate = self._render(x, target, mask, implied)
-            return edited, recon, before, np.ones(target.shape, np.float32), gate
-        out = []
+            return edited, recon, before, np.ones(target.shape, np.float32), gate, None
+        out, coefs = [], [None] * len(x)
 
         def render(rows, mult):
-            edited, recon, before, gate = self._render(x[rows], target[rows], mask[rows], implied, mult)
-            if not out:  # the first call renders every row
-                out.extend((edited, recon, before, gate))
-            else:
-                out[0][rows] = edited
-                if gate is not None:  # the mask of the rendering kept
-                    out[3][rows] = gate
-            return self._result_at_model_size(x[rows], edited - recon, mask[rows], filt, gate=gate)
-        mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
-        return out[0], out[1], out[2], mult, out[3]
+            with stages.stage("auto strength", absorb=bool(out)):  # a second rendering is auto strength's cost
+                edited, recon, before, gate = self._render(x[rows], target[rows], mask[rows], implied, mult)
+                if not out:  # the first call renders every row
+                    out.extend((edited, recon, before, gate))
+                else:
+                    out[0][rows] = edited
+                    if gate is not None:  # the mask of the rendering kept
+                        out[3][rows] = gate
+                with stages.stage("residual"):
+                    delta = edited - recon
+                found = self._filter_coefficients(x[rows], delta, mask[rows], filt)
+                for j, i in enumerate(rows):  # kept for the result: the same rows' coefficients again otherwise
+                    coefs[i] = found[j]
+                return self._result_at_model_size(x[rows], delta, mask[rows], filt, found, gate)
+        with stages.stage("auto strength"):
+            mult = auto_multipliers(render, self.run_attributes, target, mask, self._tops)
+        return out[0], out[1], out[2], mult, out[3], coefs
 
     @staticmethod
     def _filter_coefficients(x, delta, mask, filt) -> list:
         """filter step: per row, (its GuidedFilter, coefficients) where the attributes set are filtered, else
         None (engine.edit_filter)."""
-        return filt.row_coefficients(x, delta, mask) if filt is not None else [None] * len(delta)
+        if filt is None:
+            return [None] * len(delta)
+        with stages.stage("edit filter"):
+            return filt.row_coefficients(x, delta, mask)
 
     @staticmethod
     def _result_at_model_size(x, delta, mask, filt, coefs=None, gate=None) -> np.ndarray:
@@ -266,10 +330,12 @@ class Editor:
         by the model's edit mask where it has one (gate [N,1,S,S]; after the filter, whose smoothing would
         otherwise carry the change past the mask: where the mask is 0 the result is x)."""
         if filt is not None:
-            delta = filt.filter_rows(x, delta, mask, coefs)
-        if gate is not None:
-            delta = gate * delta
-        return np.clip(x + delta, -1.0, 1.0)
+            with stages.stage("edit filter"):
+                delta = filt.filter_rows(x, delta, mask, coefs)
+        with stages.stage("residual"):
+            if gate is not None:
+                delta = gate * delta
+            return np.clip(x + delta, -1.0, 1.0)
 
     @staticmethod
     def _result_at_crop_size(crop, edited, delta, coef, raw: bool, gate=None) -> np.ndarray:

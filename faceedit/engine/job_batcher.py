@@ -136,4 +136,4 @@ class JobBatcher(DynamicBatcher):
                   for i, (r, im) in enumerate(zip(rows, out.images))]
         out = out.finished(images, self.editor.attributes(images))
         for i, r in enumerate(rows):
-            r.future.set_result(out.take([i]))
+            r.future.set_result(out.row(i))

@@ -2,7 +2,7 @@
 face of a photo, as the CLI prints it and the HTTP API sends it) and PhotoEdit (one photo with its faces)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -39,6 +39,13 @@ class CropEdits:
         return CropEdits([self.images[i] for i in rows], self.before[rows], self.edited[rows],
                          self.reconstruction[rows], self.result[rows], self.multipliers[rows], self.implied[rows],
                          pick(self.after), pick(self.edit_mask))
+
+    def row(self, i: int) -> "CropEdits":
+        """Row i alone, its arrays views of this batch's (a batcher hands each caller its row this way: no copy)."""
+        one = slice(i, i + 1)
+        return replace(self, **{f.name: [self.images[i]] if f.name == "images" else
+                                None if getattr(self, f.name) is None else getattr(self, f.name)[one]
+                                for f in fields(self)})
 
     @classmethod
     def concat(cls, parts: list) -> "CropEdits":

@@ -55,9 +55,12 @@ def resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 def to_tensor(crops: list[np.ndarray], size: int, out: np.ndarray | None = None) -> np.ndarray:
     """[N,3,S,S] float32 in [-1, 1], written straight into one preallocated array (no per-image tensors)."""
     x = out if out is not None else np.empty((len(crops), 3, size, size), np.float32)
-    for i, c in enumerate(crops):
-        small = resize(c, size, size)
-        np.multiply(small.transpose(2, 0, 1), np.float32(1 / 127.5), out=x[i], casting="unsafe")
+    if len(crops) > 1 and all(c.shape == (size, size, 3) for c in crops):  # the batcher's rows: one array operation
+        np.multiply(np.stack(crops).transpose(0, 3, 1, 2), np.float32(1 / 127.5), out=x, casting="unsafe")
+    else:
+        for i, c in enumerate(crops):
+            small = resize(c, size, size)
+            np.multiply(small.transpose(2, 0, 1), np.float32(1 / 127.5), out=x[i], casting="unsafe")
     x -= np.float32(1.0)
     return x
 

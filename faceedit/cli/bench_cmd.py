@@ -58,18 +58,20 @@ def register(app: typer.Typer):
     def bench(ctx: typer.Context,
               model: Optional[str] = typer.Option(None, "--model", help="Model directory or name (default: the shipped model)."),
               checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The checkpoint the model was exported from, for the PyTorch-eager baseline. Default: the model directory's own weights rebuilt as PyTorch modules (needs the [train] extra: torch, onnx)."),
-              quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and shorter timings (under 2 minutes)."),
-              batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,8,32)."),
+              quick: bool = typer.Option(False, "--quick", help="Fewer rows (batch sizes 1 and 32, fused graphs, 1/16/64 clients), the same stop rule for every comparison (a few minutes)."),
+              batches: Optional[str] = typer.Option(None, "--batches", help="Batch sizes, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick 1,32)."),
               out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for MACHINE-KIND.json / .png / .md (the latest run per machine kind)."),
               backends: Optional[str] = typer.Option(None, "--backends", help="Only these, comma-separated: pytorch, openvino-raw and engine backends (onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt, tensorrt)."),
               photos: Optional[Path] = typer.Option(None, "--photos", help="A folder of real photos: the face detector's report on them (found, eyes from landmarks, ms per photo)."),
+              no_faces: Optional[Path] = typer.Option(None, "--no-faces", help="A folder of images that hold no face: every face found there is a false one (default: a built-in set of 50)."),
               photo_only: bool = typer.Option(False, "--photo-only", help="Only the photo path: end to end, face detection, engine load, cold `faceedit run` (no crop-edit tables)."),
               tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long smoke run (the test suite's)."),
               save: bool = typer.Option(True, "--save/--no-save", help="Write the result files."),
               json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the whole result as JSON to this file (even with --no-save).")):
-        """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, a 1-MP photo end to end, the
-        face detector (synthetic cases; --photos FOLDER for real ones) and a cold `faceedit run`, against PyTorch
-        eager and the machine's measured peak; print targets pass/miss.
+        """Time crop edits (batch 1..64), the dynamic batcher under 1..64 clients, 1-MP and 12-MP photos end to
+        end, the face detector (synthetic cases, images without a face; --photos FOLDER for real ones) and a cold
+        `faceedit run`, against PyTorch eager, raw OpenVINO and the machine's measured peak; every comparison
+        interleaved until its 95% interval is within +-3%; print targets pass/miss.
 
         Example: faceedit bench --quick
         """
@@ -86,8 +88,10 @@ def register(app: typer.Typer):
         mode = "tiny" if tiny else "quick" if quick else "full"
         if photos is not None and not photos.is_dir():
             raise UserError(f"--photos must be a folder of photos: {photos}")
+        if no_faces is not None and not no_faces.is_dir():
+            raise UserError(f"--no-faces must be a folder of images: {no_faces}")
         plan = make_plan(mode, model=model, checkpoint=checkpoint, batches=parse_batches(batches),
-                         backends=parse_backends(backends), photos=photos)
+                         backends=parse_backends(backends), photos=photos, no_faces=no_faces)
         plan.crops = not photo_only
         eager = None if photo_only else eager_module(checkpoint)  # the baseline times crop edits only
         result = run(plan, eager_module=eager, log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))

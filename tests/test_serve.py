@@ -324,6 +324,10 @@ def test_samples(server):
     assert faces[0].shape[2] == 3 and not np.array_equal(faces[0], faces[1])
     again = json.loads(post_json(server.url + "/v1/samples", {"attributes": {"smiling": 1}, "count": 3, "seed": 7})[2])
     assert again["images"] == d["images"]       # same seed, same faces
+    assert d["seed"] == 7 and d["prior"]["kind"] == "gaussian" and d["warnings"] == []  # how they were drawn
+    fresh = json.loads(post_json(server.url + "/v1/samples", {"count": 2})[2])
+    same = json.loads(post_json(server.url + "/v1/samples", {"count": 2, "seed": fresh["seed"]})[2])
+    assert same["images"] == fresh["images"]    # no seed: a fresh one, given back, draws the same faces again
 
 
 def test_every_bad_request_is_one_json_error(server, astronaut_bytes, astronaut):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from faceedit.engine.errors import EngineError
+from faceedit.engine.prior import fresh_seed
 from faceedit.serve.http_errors import classify
 from faceedit.engine.photo import parse_face_choice
 from faceedit.serve.limits import check_image_type, read_upload
@@ -67,7 +68,7 @@ class ReconstructOut(BaseModel):
 class SamplesIn(BaseModel):
     attributes: Dict[str, float] = Field(default_factory=dict, description="name -> value (0 off, 1 on, -1..2); others at the model's defaults")
     count: int = Field(8, ge=1, le=MAX_SAMPLES, description=f"How many faces (1..{MAX_SAMPLES})")
-    seed: Optional[int] = Field(None, ge=0, lt=2**63, description="Same seed, same faces")
+    seed: Optional[int] = Field(None, ge=0, lt=2**63, description="Same seed, same faces (none: a fresh one, given back in the answer)")
     format: str = Field("png", description="png, jpeg or webp")
 
 
@@ -75,6 +76,11 @@ class SamplesOut(BaseModel):
     format: str
     media_type: str
     images: List[str] = Field(description="Base64 images, each the model's size")
+    seed: Optional[int] = Field(None, description="The seed they were drawn with (send it again for the same faces)")
+    prior: Optional[Dict] = Field(None, description="How they were drawn: the latent prior's kind, temperature, sha256 "
+                                  "(engine.prior)")
+    warnings: List[str] = Field(default_factory=list, description="Attributes asked for that the model draws badly, "
+                                "by the figures its manifest holds for this prior (none without figures)")
 
 
 def _rounded(probs: dict) -> dict:
@@ -187,10 +193,14 @@ async def reconstruct(request: Request, face: str = Query("largest", description
 
 @router.post("/samples", response_model=SamplesOut, summary="New faces drawn with the given attributes")
 async def samples(request: Request, body: SamplesIn):
+    svc = _service(request)
+    seed = fresh_seed() if body.seed is None else body.seed  # chosen here, so the answer can say which
     checked("format", output_format, body.format)
     try:
-        images = await _service(request).samples(body.attributes, body.count, body.seed, body.format)
+        how = svc.editor.sampling(body.attributes, seed)  # a bad name or value: refused here
+        images = await svc.samples(body.attributes, body.count, seed, body.format)
     except Exception as e:
         raise classify(e, "attributes", {"set": "attributes"}) from None
     fmt = "jpeg" if body.format.lower() == "jpg" else body.format.lower()
-    return SamplesOut(format=fmt, media_type=f"image/{fmt}", images=[b64(i) for i in images])
+    return SamplesOut(format=fmt, media_type=f"image/{fmt}", images=[b64(i) for i in images], seed=seed,
+                      prior=how["prior"], warnings=how["warnings"])

@@ -352,6 +352,9 @@ async function drawSamples() {
       img.alt = `new face ${i + 1}`;
       $("samples").appendChild(img);
     });
+    // how they were drawn (/v1/samples' prior and seed), and attributes asked for that the model draws badly
+    $("sample-how").textContent = `Drawn from the ${r.prior.kind} latent prior (temperature ${r.prior.temperature}), `
+      + `seed ${r.seed}.` + r.warnings.map((w) => ` Warning: ${w}.`).join("");
     say("", false, "sample-message");
   } catch (e) { say(e.kind ? e.message : FRIENDLY.network, true, "sample-message"); }
 }

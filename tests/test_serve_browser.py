@@ -303,6 +303,8 @@ def test_new_faces_view(server, browser):
     page.fill("#sample-count", "4")
     page.click("#sample-go")
     page.wait_for_function("document.querySelectorAll('#samples img').length === 4", timeout=30_000)
+    how = page.inner_text("#sample-how")                    # how they were drawn (/v1/samples' prior and seed)
+    assert "latent prior (temperature" in how and "seed" in how, how
     page.focus("#tab-sample")
     page.keyboard.press("ArrowLeft")                        # tabs switch from the keyboard
     assert page.is_visible("#view-edit") and page.is_hidden("#view-sample")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from faceedit.bench import loadgen
+from faceedit.bench.results import write_json
 
 
 # ---- the bombs -------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def main(argv=None):
         print(f"check {k}: {'pass' if v['pass'] else 'FAIL'}")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(a.out, result)  # the bench's one writer: temp file, then rename
         print(f"wrote {a.out}")
     return result
 

@@ -30,7 +30,6 @@ import asyncio
 import gc
 import http.client
 import io
-import json
 import os
 import platform
 import socket
@@ -43,6 +42,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+
+from faceedit.bench.results import write_json
 
 WORKLOADS = {  # name -> (path and query, which inputs)
     "edit-crop": ("/v1/edit?aligned=true&set=smiling=0", "crops"),
@@ -419,7 +420,7 @@ def main(argv=None):
               f"{'pass' if v['pass'] else 'miss'}")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(a.out, result)  # the bench's one writer: temp file, then rename
         print(f"wrote {a.out}")
     return result
 

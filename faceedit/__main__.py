@@ -1,4 +1,4 @@
 """`python -m faceedit ...` is the `faceedit` command."""
-from faceedit.cli.main import app
+from faceedit.cli.main import main
 
-app(prog_name="faceedit")
+main()

@@ -1,6 +1,6 @@
 """Make the README's pictures with the shipped model (engine only, no torch):
 
-    python docs/figures.py            # writes docs/img/astronaut-edits.jpg and docs/img/sampled-edits.png
+    python docs/figures.py            # writes docs/img/astronaut-edits.jpg, sampled-edits.png and samples.png
     python docs/figures.py --model DIR --out docs/img/astronaut-edits-OLD.jpg   # the astronaut, another model
 
 The astronaut photo (scikit-image, public domain) is detected, aligned, edited and pasted back exactly as
@@ -74,6 +74,29 @@ def sampled_grid(out=ROOT / "docs/img/sampled-edits.png", rows=6, seed=3, scale=
     print(f"wrote {out}")
 
 
+# the README's grid of new faces: four attribute settings, four fixed seeds each (issue 32's by-eye target)
+SAMPLE_ROWS = [("woman, young, smiling", {"male": 0, "young": 1, "smiling": 1}),
+               ("man", {"male": 1}),
+               ("man with eyeglasses", {"male": 1, "eyeglasses": 1}),
+               ("woman, blond hair", {"male": 0, "blond_hair": 1})]
+
+
+def samples_grid(out=ROOT / "docs/img/samples.png", per_row=4, seed=1, scale=2, model=None):
+    """New faces as `faceedit sample` draws them (the model directory's prior at its own temperature), one row
+    per attribute setting, the same seed for every row."""
+    ed = Editor.load(model)
+    s = ed.size * scale
+    rows = []
+    for label, changes in SAMPLE_ROWS:
+        faces = ed.sample(per_row, changes, seed)
+        header = np.full((20, s * per_row, 3), 255, np.uint8)
+        cv2.putText(header, label, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        rows += [header, np.hstack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in faces])]
+    how = ed.sampling({}, seed, None)["prior"]
+    write_photo(Path(out), np.vstack(rows))
+    print(f"wrote {out} (prior {how['kind']}, temperature {how['temperature']:g}, seed {seed})")
+
+
 if __name__ == "__main__":
     args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
     if set(args) - {"--model", "--out"} or len(sys.argv) % 2 == 0:
@@ -83,3 +106,4 @@ if __name__ == "__main__":
     else:
         main()
         sampled_grid()
+        samples_grid()

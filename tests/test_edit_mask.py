@@ -62,6 +62,16 @@ def test_the_mask_costs_what_its_weights_say(synth_data, tmp_path):
     assert b["loss_g"] == pytest.approx(a["loss_g"] + 3.0 * b["mask"] + 5.0 * b["mask_tv"], rel=1e-5)
 
 
+def test_the_mask_conv_learns_at_its_own_rate(synth_data, tmp_path):
+    """--lr-mask: the mask conv's group runs at lr * lr_mask, every other group at lr."""
+    t = Trainer(tiny_config(synth_data, tmp_path / "a", steps=1, edit_mask=True, lr_mask=7.0), log=lambda *a: None)
+    t.fit()
+    *rest, mask_group = t.opt_g.param_groups
+    assert {id(p) for p in mask_group["params"]} == {id(p) for p in t.model.decoder.mask.parameters()}
+    assert mask_group["lr"] == pytest.approx(7.0 * rest[0]["lr"]) and rest[0]["lr"] > 0
+    assert all(g["lr"] == rest[0]["lr"] for g in rest + t.opt_d.param_groups)
+
+
 @pytest.mark.slow
 def test_a_mask_run_resumes_exactly_and_a_mask_less_run_can_turn_it_on(synth_data, tmp_path):
     full = run_steps(tiny_config(synth_data, tmp_path / "a", steps=6, ckpt_every=4, eval_every=100, edit_mask=True))

@@ -222,6 +222,8 @@ class Trainer:
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
         for group in self.opt_g.param_groups + self.opt_d.param_groups:
             group["lr"] = lr
+        if m.decoder.mask is not None:  # the mask conv: opt_g's last group (see __init__ and checkpoint.resume)
+            self.opt_g.param_groups[-1]["lr"] = lr * cfg.lr_mask
         y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac, implied=self.implied)
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth

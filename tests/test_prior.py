@@ -59,6 +59,28 @@ def test_fit_command_end_to_end(tiny_model_dir, synth_data, tmp_path):
         assert r.exit_code == 2 and last.startswith("error:") and said in last and "Traceback" not in r.output, r.output
 
 
+def test_temperature_command_redraws_the_same_prior_at_the_new_default(tiny_model_dir, tmp_path):
+    """`faceedit prior temperature`: a new file with the same arrays, installed; its default draws are the old
+    file's draws at that temperature (float16 factors written back as they were read; the file keeps the
+    temperature as float32, so 0.8 draws at 0.800000012: equal to float32 rounding)."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = Editor.load(model, backend="onnxruntime", precision="fp32")
+    old = json.loads((model / "manifest.json").read_text())["latent_prior"]["path"]
+    want = before.draw_latents(5, seed=3, temperature=0.8)
+    r = cli("prior", "temperature", "--model", model, "--temperature", 0.8, "--why", "rule.txt")
+    assert r.exit_code == 0 and "default temperature 0.8" in r.output, r.output
+    entry = json.loads((model / "manifest.json").read_text())["latent_prior"]
+    assert entry["temperature"] == 0.8 and entry["temperature_chosen"] == "rule.txt" and entry["path"] != old
+    assert not (model / old).exists()
+    after = Editor.load(model, backend="onnxruntime", precision="fp32")
+    assert after.prior.temperature == pytest.approx(0.8) and after.prior.kind == before.prior.kind
+    np.testing.assert_allclose(after.draw_latents(5, seed=3), want, rtol=1e-6, atol=1e-7)
+    r = cli("prior", "temperature", "--model", model, "--temperature", 3)
+    last = r.output.strip().splitlines()[-1]
+    assert r.exit_code == 2 and last.startswith("error:") and "0..2" in last, r.output
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_sampling_is_deterministic_for_a_seed_on_every_backend(cgmm_model, backend):
     ref = Editor.load(cgmm_model, backend="onnxruntime", precision="fp32")

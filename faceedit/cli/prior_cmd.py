@@ -1,4 +1,5 @@
-"""`faceedit prior fit`: fit a model directory's latent prior (what `faceedit sample` draws new faces from)."""
+"""`faceedit prior fit`: fit a model directory's latent prior (what `faceedit sample` draws new faces from);
+`faceedit prior temperature`: set the temperature it draws at by default."""
 from __future__ import annotations
 
 import shlex
@@ -11,7 +12,7 @@ from faceedit.cli.reporting import UserError, friendly
 
 
 def register(app: typer.Typer):
-    prior_app = typer.Typer(no_args_is_help=True, help="The latent prior new faces are drawn from (`faceedit prior fit`).")
+    prior_app = typer.Typer(no_args_is_help=True, help="The latent prior new faces are drawn from (`faceedit prior fit`, `faceedit prior temperature`).")
     app.add_typer(prior_app, name="prior")
 
     @prior_app.command("fit")
@@ -51,3 +52,21 @@ def register(app: typer.Typer):
         typer.echo(f"{entry['kind']} prior, sha256 {entry['sha256'][:12]}"
                    + (f", held-out log-likelihood {entry['fitted']['heldout_loglik_per_number']:.4f} per number"
                       if (entry.get('fitted') or {}).get('heldout_loglik_per_number') is not None else ""))
+
+    @prior_app.command("temperature")
+    @friendly
+    def temperature_cmd(model: Path = typer.Option(..., "--model", help="The model directory whose prior gets the new default temperature."),
+                        temperature: float = typer.Option(..., "--temperature", help="The default sampling temperature, 0..2 (below 1 draws nearer the dense middle)."),
+                        why: str = typer.Option("", "--why", help="How it was chosen (kept in the manifest beside it, e.g. the rule file).")):
+        """Set the default sampling temperature of a model directory's prior: the same arrays in a new file,
+        installed like a fit (its sha256 in the manifest, the old file removed).
+
+        Example: faceedit prior temperature --model models/mine --temperature 0.8 --why "docs/eval/prior-choice-rule.txt"
+        """
+        from faceedit.core.manifest import ManifestError
+        from faceedit.export.prior import PriorError, set_temperature
+        try:
+            entry = set_temperature(model, temperature, why, log=lambda m: typer.echo(m, err=True))
+        except (PriorError, ManifestError) as e:  # ModelError is ManifestError
+            raise UserError(str(e)) from None
+        typer.echo(f"prior {entry['sha256'][:12]}: default temperature {entry['temperature']:g}")

@@ -381,6 +381,27 @@ def fit_prior(model_dir, folders, kind: str, out=None, install: bool = False, co
     return entry
 
 
+def set_temperature(model_dir, temperature: float, why: str = "", log=print) -> dict:
+    """The model directory's prior again, the same arrays, with another default sampling temperature (what
+    `faceedit sample`, /v1/samples and the page draw at): a new file installed like a fit's. The arrays are
+    written as they were read (float16 factors stay float16), so its faces are those the old file draws at
+    that temperature."""
+    from faceedit.core.model_dir import ModelInfo
+    from faceedit.engine.prior import load_for
+    if not (0 < temperature <= 2):
+        raise PriorError(f"--temperature must be within 0..2 (above 0), got {temperature:g}")
+    info = ModelInfo.load(model_dir)
+    prior = load_for(info)
+    if prior.kind == "none":
+        raise PriorError(f"{model_dir} has no latent prior to set a temperature on (fit one: faceedit prior fit)")
+    entry = {k: v for k, v in (info.manifest.get("latent_prior") or {}).items() if k not in ("path", "sha256", "bytes")}
+    entry["temperature"] = float(temperature)
+    if why:
+        entry["temperature_chosen"] = why
+    data = prior_file(prior.kind, prior.arrays, temperature, prior.attributes or tuple(info.attribute_names))
+    return install_prior(model_dir, data, entry, log)
+
+
 def install_prior(model_dir, data: bytes, entry: dict, log=print) -> dict:
     """Put prior file bytes into a model directory: the file under a new name (temp + rename), the manifest
     pointing at it (atomic), then the previous prior file removed. The engine's reader checks the result."""

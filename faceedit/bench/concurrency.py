@@ -80,8 +80,14 @@ def batcher_sweep(editor, crop, changes, clients, delays_ms, seconds, max_batch:
 
 class ClientPool:
     """n closed-loop client threads that run only inside windows: window(seconds) lets them loop call() for a
-    short warm-up and then `seconds`, counts the requests that finished in the measured part, and parks them
-    again (between windows they cost nothing, so windows of several pools can be interleaved)."""
+    warm-up and then `seconds`, counts the requests that finished in the measured part, and parks them again
+    (between windows they cost nothing, so windows of several pools can be interleaved).
+
+    Throughput is completions inside the measured part over its length, whenever each request started: with n
+    clients each waiting for its answer, a request that starts inside the part may finish only after it (n/32
+    batches later), so counting only requests that both start and finish inside it undercounts by up to a
+    whole cycle; the warm-up (give it about one cycle of all n clients) lets the queue reach its steady state
+    first."""
 
     def __init__(self, call, clients: int, warmup_s: float = 0.05):
         self.call, self.clients, self.warmup_s = call, clients, warmup_s
@@ -113,7 +119,7 @@ class ClientPool:
                         self.errors.append(f"{type(e).__name__}: {e}")
                         continue
                     t1 = time.perf_counter()
-                    if t0 >= self._window[0]:
+                    if t1 >= self._window[0]:
                         with self._lock:
                             self._done.append((t0, t1))
             finally:
@@ -140,7 +146,7 @@ class ClientPool:
         self._go.clear()
         with self._cv:  # every client back at the gate before the next window (of any pool) starts
             self._cv.wait_for(lambda: self._running == 0, timeout=max_seconds)
-            done = [t1 - t0 for t0, t1 in self._done if t1 <= stop]
+            done = [t1 - t0 for t0, t1 in self._done if start <= t1 <= stop]
         span = max(stop - start, 1e-9)
         thr = len(done) / span
         return {"throughput_ips": thr, "seconds_per_item": span / len(done) if done else span, "latencies": done}
@@ -150,6 +156,27 @@ class ClientPool:
         self._go.set()
         for t in self._threads:
             t.join(timeout=10)
+
+
+CYCLES_PER_WINDOW = 4
+
+
+def cycle_seconds(editor, crop, batch, request):
+    """-> cycle(n): about how long n closed-loop clients take to each get one answer (ceil(n / max_batch)
+    batches, a batch's time interpolated between one row and max_batch rows, both timed here once)."""
+    import math
+    editor.edit_crops([crop], request)  # warm
+    t0 = time.perf_counter()
+    editor.edit_crops([crop], request)
+    t1 = time.perf_counter()
+    editor.edit_crops(batch, request)
+    t_full, t_one, m = time.perf_counter() - t1, t1 - t0, len(batch)
+
+    def cycle(n: int) -> float:
+        rows = min(n, m)
+        per_batch = t_one + (rows - 1) * max(t_full - t_one, 0.0) / max(m - 1, 1)
+        return math.ceil(n / m) * per_batch
+    return cycle
 
 
 def batcher_comparison(editor, crops, changes, clients, delays_ms, seconds: float, max_batch: int, budget,
@@ -164,18 +191,22 @@ def batcher_comparison(editor, crops, changes, clients, delays_ms, seconds: floa
     request = editor.request(changes)
     crop = crops[0]
     batch = list(crops[:max_batch])
-    pools, batchers, lat, stats0 = {}, {}, {}, {}
+    cycle = cycle_seconds(editor, crop, batch, request)
+    pools, batchers, lat, stats0, spans = {}, {}, {}, {}, {}
     for delay in delays_ms:
         for n in clients:
             key = f"batcher {n} clients, {delay:g} ms"
             b = DynamicBatcher(editor, max_batch=max_batch, max_delay_ms=delay, max_queue=max(1024, 4 * n))
             batchers[key] = (b, n, delay)
-            pools[key] = ClientPool(lambda b=b: b.edit(crop, request), n)
+            # a window of at least CYCLES_PER_WINDOW full cycles of the n clients, after one cycle of warm-up: on a
+            # slow machine a batch of 32 can take longer than `seconds` (0.36 s here at fp32)
+            pools[key] = ClientPool(lambda b=b: b.edit(crop, request), n, warmup_s=max(0.05, cycle(n)))
+            spans[key] = max(seconds, CYCLES_PER_WINDOW * cycle(n))
             lat[key] = []
 
     def window(key):
         def run():
-            w = pools[key].window(seconds)
+            w = pools[key].window(spans[key])
             lat[key] += w["latencies"]
             return w["seconds_per_item"]
         return run
@@ -203,7 +234,7 @@ def batcher_comparison(editor, crops, changes, clients, delays_ms, seconds: floa
         s, p = out["contestants"][k], next(p for p in out["pairs"] if p["a"] == k)
         batches, made = b.stats["batches"] - stats0[k]["batches"], b.stats["rows"] - stats0[k]["rows"]
         row = {"clients": n, "max_delay_ms": delay, "max_batch": max_batch, "throughput_ips": s["throughput_ips"],
-               "requests": len(lat[k]), "windows": s["rounds"], "window_s": seconds,
+               "requests": len(lat[k]), "windows": s["rounds"], "window_s": round(spans[k], 3),
                "mean_batch": round(made / batches, 2) if batches else 0.0, "batches": batches,
                "rejected": b.stats["rejected"], "errors": len(pools[k].errors),
                "vs_offline": p["ratio"], "vs_offline_ci": p["ci95"], "vs_offline_converged": p["converged"]}

@@ -204,12 +204,33 @@ def test_eval_measures_samples_alone_and_writes_the_card(cgmm_model, synth_data,
     assert "new faces: 24 drawn from the cgmm prior" in r.output and "--no-edits" in res["command"]
     text = card.read_text()
     assert text.startswith("## New faces") and "| **mean of 13** |" in text and "cgmm" in text
+    # export-update --samples-from: those figures into a copy's manifest (the rest of its eval summary kept), so
+    # sampling warns with the judge's reads; refused for another prior or another temperature
+    model = tmp_path / "model"
+    shutil.copytree(cgmm_model, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["eval"] = {"edit_success_mean13": 0.5}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    r = cli("export-update", "--model", model, "--samples-from", out)
+    assert r.exit_code == 0, r.output
+    e = json.loads((model / "manifest.json").read_text())["eval"]
+    assert e["edit_success_mean13"] == 0.5 and e["samples_split"] == "val" and e["samples_faces"] == 24
+    assert e["samples_read_per_attribute"] == s["samples_read_per_attribute"]
+    from faceedit.engine.prior import read_rates
+    info = ModelInfo.load(model)
+    assert read_rates(info.manifest, Editor.load(model, backend="onnxruntime", precision="fp32").prior)["by"] == \
+        "reporting_judge.pt, val split"
+    cli("prior", "temperature", "--model", model, "--temperature", 0.5)
+    r = cli("export-update", "--model", model, "--samples-from", out)
+    assert r.exit_code == 2 and "another latent prior" in r.output.strip().splitlines()[-1], r.output
     # the same draw again at another temperature, without the two-sample test: other faces, figures kept apart
     r = cli("eval", "--model", cgmm_model, "--data", synth_data, "--split", "val", "--judge", judge,
             "--reporting-judge", reporting, "--no-edits", "--no-two-sample", "--sample-temperature", 0.5, "--json", out)
     assert r.exit_code == 0, r.output
     b2 = json.loads(out.read_text())["samples"]
     assert b2["prior"]["temperature"] == 0.5 and "skipped" in b2["two_sample"]
+    r = cli("export-update", "--model", cgmm_model, "--samples-from", out)  # drawn at 0.5, the file draws at 0.9
+    assert r.exit_code == 2 and "temperature" in r.output.strip().splitlines()[-1], r.output
     r = cli("eval", "--model", cgmm_model, "--data", synth_data, "--split", "val", "--judge", judge,
             "--no-edits", "--no-samples")
     assert r.exit_code == 2 and "nothing to evaluate" in r.output

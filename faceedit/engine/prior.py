@@ -191,7 +191,8 @@ def read_rates(manifest: dict, prior: LatentPrior) -> dict | None:
     ev = manifest.get("eval") or {}
     rates = ev.get("samples_read_per_attribute")
     if isinstance(rates, dict) and rates and ev.get("samples_prior_sha256") == prior.sha256:
-        return {"per_attribute": rates, "by": f"{ev.get('samples_judge') or 'a judge'}, {ev.get('split', 'eval')} split"}
+        split = ev.get("samples_split") or ev.get("split", "eval")  # export-update --samples-from records its own
+        return {"per_attribute": rates, "by": f"{ev.get('samples_judge') or 'a judge'}, {split} split"}
     reads = (manifest.get("latent_prior") or {}).get("reads") or {}
     if isinstance(reads.get("per_attribute"), dict) and reads["per_attribute"]:
         return {"per_attribute": reads["per_attribute"], "by": str(reads.get("by") or "the model's attribute head")}

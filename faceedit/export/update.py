@@ -60,6 +60,33 @@ def _measured_as_is(path, flag: str, manifest: dict, names) -> dict:
     return result
 
 
+def _with_samples(summary: dict, path, manifest: dict, temperature: float) -> dict:
+    """summary with its samples_* entries replaced by those of the eval JSON at path, which must have measured
+    the prior file this manifest lists at its own temperature (what users draw; the samples depend on the
+    prior and the decoder, not the edit settings)."""
+    from faceedit.eval.report import samples_summary
+    result = load_eval_json(path)
+    if "samples" not in result or "attributes" not in result:
+        raise UpdateError(f"--samples-from: {path} is not a `faceedit eval` JSON with a samples step")
+    if "edit_gains" in result:  # an eval with edits recorded the settings samples share with edits: all checked
+        _same_model(result, manifest, path, "--samples-from", "re-run the evaluation")
+    elif result.get("model_decoder_sha256") != decoder_fingerprint(manifest):  # --no-edits records the decoder
+        raise UpdateError(f"--samples-from: {path} did not measure this model directory (run `faceedit eval --model DIR` on it)")
+    block = result.get("samples") or {}
+    if not block or "skipped" in block:
+        raise UpdateError(f"--samples-from: {path} has no samples figures (run faceedit eval with --samples)")
+    want = (manifest.get("latent_prior") or {}).get("sha256")
+    if not want or (block.get("prior") or {}).get("sha256") != want:
+        raise UpdateError(f"--samples-from: {path} measured another latent prior than this directory's; "
+                          "re-run the evaluation on it")
+    if abs(float(block["prior"].get("temperature", 1.0)) - temperature) > 1e-4:
+        raise UpdateError(f"--samples-from: {path} drew at temperature {block['prior'].get('temperature')}, this "
+                          f"directory's prior draws at {temperature:g}; re-run the evaluation without --sample-temperature")
+    out = {k: v for k, v in summary.items() if not k.startswith("samples_")}
+    out.update(samples_summary(result), samples_split=result.get("split"), samples_faces=block.get("faces"))
+    return out
+
+
 def _filter_of(entry, names):
     """What of an edit_filter entry changes pixels (each attribute's filter), for comparing two of them."""
     from faceedit.engine.edit_filter import EditFilter
@@ -87,7 +114,7 @@ def implied_rules(data, names, attributes) -> tuple[dict, int]:
 def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
                  implied_for=None, implied_data=None, implied_note: str = "", edit_filter: list | None = None,
                  edit_filter_note: str = "", auto_strength_tops: dict | None = None, tiers_from=None,
-                 tiers_demote: dict | None = None) -> dict:
+                 tiers_demote: dict | None = None, samples_from=None) -> dict:
     """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
@@ -99,7 +126,9 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     recipe that pins a shipped model's tops), instead of auto_strength_from. tiers_from: a validation `faceedit
     eval` JSON (realism on) of this directory as it is; every attribute's quality tier is drawn from it by
     faceedit.export.tiers' rule, tiers_demote ({attribute: why}) moving attributes the pictures show failing
-    to experimental."""
+    to experimental. samples_from: a `faceedit eval` JSON whose samples step measured this directory's prior
+    file (its sha256); its samples figures replace the "samples_*" entries of the manifest's "eval" (the rest of
+    it stays), so `sample`, /v1/samples and the page warn with them."""
     from faceedit.eval.report import best_tops
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
@@ -174,6 +203,12 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
         manifest["eval"] = _read_eval(eval_json)
         log(f"eval summary from {eval_json}: {result['split']} split, edit success "
             f"{manifest['eval']['edit_success_mean13']:.1%}")
+    if samples_from is not None:
+        from faceedit.engine.prior import load_for
+        manifest["eval"] = _with_samples(manifest.get("eval") or {}, samples_from, manifest, load_for(info).temperature)
+        e = manifest["eval"]
+        log(f"samples figures from {samples_from}: {e['samples_split']} split, read as asked "
+            f"{e['samples_read_balanced_mean13']:.1%} balanced by {e['samples_judge']}")
     if tiers_from is not None:
         result = _measured_as_is(tiers_from, "--tiers-from", manifest, names)
         try:

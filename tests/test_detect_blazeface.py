@@ -189,3 +189,23 @@ def test_haar_stays_available(detector):
     case = next(c for c in D.synthetic_cases() if c.name.startswith("padded"))
     faces = make_detector("haar").detect(case.rgb)
     assert D.match(faces, case.eyes)[0] is not None
+
+
+def test_a_coarse_candidate_that_failed_refinement_does_not_hide_a_better_one():
+    """A finer pass's better-scored view of a region whose coarser candidate failed refinement is tried; one
+    that scores no better than the failed candidate is not tried again, and a confirmed face hides both."""
+    def hit(score, cx):
+        return B.Hit(score, np.array([cx, 100.0, 40.0, 40.0]), np.zeros((6, 2)), "test")
+    failed = hit(0.54, 100)
+    assert [h.score for h in B.BlazeFaceDetector._new([hit(0.84, 104)], [], [failed])] == [0.84]
+    assert B.BlazeFaceDetector._new([hit(0.52, 104)], [], [failed]) == []
+    assert B.BlazeFaceDetector._new([hit(0.84, 104)], [hit(0.9, 102)], [failed]) == []
+
+
+def test_the_astronaut_pasted_small_into_a_scene_is_found():
+    """The load benchmark's photo 89: her portrait ~310 px into a 1675x910 rocket scene (her face ~110 px)."""
+    from faceedit.bench.loadgen import photos
+    from faceedit.engine.imageio import read_photo_bytes
+    rgb = read_photo_bytes(photos()[89][0]).rgb
+    faces = make_detector().detect(rgb)
+    assert len(faces) == 1 and faces[0].eyes_from == "landmarks" and 60 < faces[0].box[2] < 160

@@ -218,3 +218,13 @@ def test_client_pool_windows_count_what_finishes_inside_and_park_between():
         slow.close()
     finally:
         pool.close()
+
+
+def test_loadgen_photo_requests_carry_bytes_of_their_own_and_the_same_pixels():
+    import hashlib
+    from faceedit.bench.loadgen import photos, unique_jpeg
+    from faceedit.engine.imageio import read_photo_bytes
+    body = photos(n=1)[0][0]
+    a, b = unique_jpeg(body, 1), unique_jpeg(body, 2)
+    assert len({hashlib.sha256(x).digest() for x in (body, a, b)}) == 3 and len(a) == len(b)
+    assert np.array_equal(read_photo_bytes(a).rgb, read_photo_bytes(body).rgb)

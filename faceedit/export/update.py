@@ -62,8 +62,9 @@ def _measured_as_is(path, flag: str, manifest: dict, names) -> dict:
 
 def _with_samples(summary: dict, path, manifest: dict, temperature: float) -> dict:
     """summary with its samples_* entries replaced by those of the eval JSON at path, which must have measured
-    the prior file this manifest lists at its own temperature (what users draw; the samples depend on the
-    prior and the decoder, not the edit settings)."""
+    the prior file this manifest lists at its own temperature (what users draw). Samples also pass through the
+    edit gains and implied rules: an eval with edits records those and they are checked; a --no-edits eval
+    records only the decoder's fingerprint, so only that is."""
     from faceedit.eval.report import samples_summary
     result = load_eval_json(path)
     if "samples" not in result or "attributes" not in result:

@@ -78,3 +78,24 @@ def test_identity_loss_and_features_train_the_images_only():
     assert fd.identity_loss(fd.face_descriptor(x), fd.face_descriptor(x)).item() == pytest.approx(0, abs=1e-6)
     shapes = [tuple(f.shape) for f in fd.face_features(x)]
     assert shapes == [(2, 32, 35, 35), (2, 64, 17, 17), (2, 128, 8, 8), (2, 256, 2, 2)]
+
+
+def test_w_identity_adds_the_descriptor_distance_of_input_and_edit(synth_data, tmp_path):
+    """--w-identity: loss_g of one step is the same step's without it plus w * identity (same seed), the identity
+    term a descriptor distance (0 the same face, ~1 unrelated); a negative weight is refused."""
+    from conftest import tiny_config
+    from faceedit.train.config import TrainConfig
+    from faceedit.train.train import Trainer
+
+    def one_step(out, **kw):
+        stats = []
+        Trainer(tiny_config(synth_data, out, steps=1, **kw), log=lambda *a: None).fit(
+            lambda step, total, s: stats.append(s))
+        return stats[0]
+
+    off = one_step(tmp_path / "off")
+    on = one_step(tmp_path / "on", w_identity=4.0)
+    assert "identity" not in off and 0 < on["identity"] < 2
+    assert on["loss_g"] == pytest.approx(off["loss_g"] + 4.0 * on["identity"], rel=1e-5)
+    with pytest.raises(ValueError, match="--w-identity"):
+        TrainConfig(data=[str(synth_data)], w_identity=-1).check()

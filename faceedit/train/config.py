@@ -88,6 +88,10 @@ class TrainConfig:
                                 "fine-tune's mask stayed at its start (mean 0.9526 -> 0.953 over 250 steps).", LOSS)
     w_mask_tv: float = knob(2.0, "--edit-mask: weight of the mask's smoothness, its total variation (mean absolute "
                                  "difference of neighbouring pixels, across and down).", LOSS)
+    w_identity: float = knob(0.0, "Weight of the identity loss: 1 - cosine similarity of a face recogniser's "
+                                  "descriptors of the input and of its edit (dlib's ResNet, "
+                                  "faceedit.train.face_descriptor: features the generator never trained); 0: off "
+                                  "(it adds that network's forward and backward pass on every edit).", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
@@ -146,6 +150,8 @@ class TrainConfig:
             raise ValueError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.lr_mask <= 0:
             raise ValueError(f"--lr-mask must be above 0, got {self.lr_mask:g}")
+        if self.w_identity < 0:
+            raise ValueError(f"--w-identity must be >= 0, got {self.w_identity:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:
             raise ValueError(f"--w-mask and --w-mask-tv must be >= 0, got {self.w_mask:g} and {self.w_mask_tv:g}")
 

@@ -11,9 +11,9 @@ together (dlib's rule of thumb: Euclidean distance < 0.6 between unnormalised de
 That holds for faces only: it has seen nothing else, and a crop of scikit-image's cat lands 0.56 from its astronaut.
 All descriptors share a large common part, so cosines between unrelated images still run ~0.85-0.93.
 
-Training-side groundwork only (issue 27, a second opinion from features the generator never trained): no
-training run uses it yet. A later run could add identity_loss(input, edit) to the generator's loss, or feed
-face_features() to a projected discriminator. The runtime (faceedit/engine) never imports this module.
+Training only (issue 27, a second opinion from features the generator never trained): `faceedit train
+--w-identity W` adds W * identity_loss(input, edit) to the generator's loss; face_features() is there for a
+projected discriminator, which nothing builds yet. The runtime (faceedit/engine) never imports this module.
 """
 from __future__ import annotations
 

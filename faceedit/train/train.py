@@ -16,6 +16,7 @@ One step:
           also learn from jittered reals: trained on exact crops they judge jittered images poorly
           (docs/training-log.md, 2026-11-27). With --projection, D's real/fake verdict is
           told the attributes (real pairs: the labels; reconstructions: the labels; edits: the targets).
+          With --w-identity, a face recogniser's descriptor (face_descriptor.py) of each edit must stay the input's.
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -44,6 +45,7 @@ from faceedit.train.augment import augment, draw_translate_cutout, jitter, softe
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
+from faceedit.train.face_descriptor import face_descriptor, identity_loss
 from faceedit.train.model import CVAEGAN, composite, total_variation
 
 
@@ -297,13 +299,17 @@ class Trainer:
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
+            if cfg.w_identity > 0:  # the edit must stay the same person to a recogniser that never saw G's output
+                with torch.no_grad():
+                    who = face_descriptor(x)
+                parts["identity"] = identity_loss(who.repeat(len(edits) // b, 1), edits)
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()
                 parts["mask_tv"] = total_variation(m_edit.float())
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
-                      + cfg.w_flip * parts["flip"])
+                      + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0))
             if m_edit is not None:
                 loss_g = loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
         lap("G losses forward (D, critics, teacher)")

@@ -90,6 +90,8 @@ def training_state(trainer) -> dict:
         "teacher": trainer.teacher.state_dict(),
         "rng": torch.get_rng_state(),
         **({"ema_weights": trainer.ema} if trainer.ema is not None else {}),
+        **({"projected": trainer.projected.state_dict(), "opt_p": trainer.opt_p.state_dict()}
+           if trainer.projected is not None else {}),
     }
 
 
@@ -167,6 +169,14 @@ def resume(trainer, path: Path):
     trainer.teacher.load_state_dict(state.get("teacher", trainer.model.attribute_head.state_dict()))
     if "rng" in state:
         torch.set_rng_state(state["rng"])
+    if trainer.projected is not None:  # --w-projected: its heads and their Adam, or fresh ones for a run turning it on
+        if "projected" in state:
+            trainer.projected.load_state_dict(state["projected"])
+            trainer.opt_p.load_state_dict(state["opt_p"])
+        else:
+            trainer.log(f"{path} has no projected critic: its heads start fresh")
+    elif "projected" in state:
+        trainer.log(f"{path} has a projected critic: this run (no --w-projected) leaves it out")
     if trainer.ema is not None:  # a run that turns the average on starts it from the resumed weights
         trainer.ema = start_ema(trainer.model, state.get("ema_weights"))
     trainer.log(f"resumed from {path} at step {trainer.step}")

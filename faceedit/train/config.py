@@ -92,6 +92,10 @@ class TrainConfig:
                                   "descriptors of the input and of its edit (dlib's ResNet, "
                                   "faceedit.train.face_descriptor: features the generator never trained); 0: off "
                                   "(it adds that network's forward and backward pass on every edit).", LOSS)
+    w_projected: float = knob(0.0, "Weight of the adversarial loss from a projected discriminator "
+                                   "(faceedit.train.projected): trainable heads on a face recogniser's frozen "
+                                   "features judge each edit against real faces; 0: off (it adds that network's "
+                                   "passes over the batch's real faces and edits).", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
@@ -150,8 +154,9 @@ class TrainConfig:
             raise ValueError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.lr_mask <= 0:
             raise ValueError(f"--lr-mask must be above 0, got {self.lr_mask:g}")
-        if self.w_identity < 0:
-            raise ValueError(f"--w-identity must be >= 0, got {self.w_identity:g}")
+        if self.w_identity < 0 or self.w_projected < 0:
+            raise ValueError(f"--w-identity and --w-projected must be >= 0, got {self.w_identity:g} and "
+                             f"{self.w_projected:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:
             raise ValueError(f"--w-mask and --w-mask-tv must be >= 0, got {self.w_mask:g} and {self.w_mask_tv:g}")
 

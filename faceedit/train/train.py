@@ -16,7 +16,8 @@ One step:
           also learn from jittered reals: trained on exact crops they judge jittered images poorly
           (docs/training-log.md, 2026-11-27). With --projection, D's real/fake verdict is
           told the attributes (real pairs: the labels; reconstructions: the labels; edits: the targets).
-          With --w-identity, a face recogniser's descriptor (face_descriptor.py) of each edit must stay the input's.
+          With --w-identity, a face recogniser's descriptor (face_descriptor.py) of each edit must stay the input's;
+          with --w-projected, a second critic on that recogniser's features (projected.py) judges the edits too.
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -40,7 +41,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from faceedit.train import checkpoint
+from faceedit.train import checkpoint, projected
 from faceedit.train.augment import augment, draw_translate_cutout, jitter, soften, to_tensor, translate_cutout
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
@@ -125,6 +126,11 @@ class Trainer:
         self.opt_d = torch.optim.Adam([p for n, p in disc.named_parameters() if n != "embed.weight"], cfg.lr, betas=(0.5, 0.999))
         if disc.embed is not None:  # a group of its own, so a run can turn the projection on when it resumes
             self.opt_d.add_param_group({"params": [disc.embed.weight]})
+        self.projected = self.opt_p = None  # --w-projected: heads on a face recogniser's features, their own Adam
+        if cfg.w_projected > 0:
+            from faceedit.train.projected import ProjectedCritic
+            self.projected = ProjectedCritic().to(self.device)
+            self.opt_p = torch.optim.Adam(self.projected.parameters(), cfg.lr, betas=(0.5, 0.999))
         self.teacher = copy.deepcopy(self.model.attribute_head).eval().requires_grad_(False)
         self.judge = None
         if cfg.judge:
@@ -222,7 +228,7 @@ class Trainer:
         cfg, m = self.cfg, self.model
         autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
-        for group in self.opt_g.param_groups + self.opt_d.param_groups:
+        for group in self.opt_g.param_groups + self.opt_d.param_groups + (self.opt_p.param_groups if self.opt_p else []):
             group["lr"] = lr
         if m.decoder.mask is not None:  # the mask conv: opt_g's last group (see __init__ and checkpoint.resume)
             self.opt_g.param_groups[-1]["lr"] = lr * cfg.lr_mask
@@ -264,8 +270,20 @@ class Trainer:
         loss_d.backward()
         self.opt_d.step()
         lap("D backward + Adam")
+        if self.projected is not None:  # its heads learn real faces from this step's edits, as D does
+            with autocast:
+                loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes))
+            self.opt_p.zero_grad(set_to_none=True)
+            loss_p.backward()
+            if self.world > 1:  # not a DDP module (the recogniser it calls is shared): average by hand
+                for p in self.projected.parameters():
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+            self.opt_p.step()
+            lap("projected critic (recogniser forward, heads backward + Adam)")
         # generator side: encoder, attribute head, decoder (D's weights are only read here)
-        for p in m.discriminator.parameters():
+        critics_frozen = [*m.discriminator.parameters(), *(self.projected.parameters() if self.projected else [])]
+        for p in critics_frozen:
             p.requires_grad_(False)
         with autocast:
             # the edit as users get it: raw, and as a residual on the crop (the engine's default)
@@ -303,13 +321,16 @@ class Trainer:
                 with torch.no_grad():
                     who = face_descriptor(x)
                 parts["identity"] = identity_loss(who.repeat(len(edits) // b, 1), edits)
+            if self.projected is not None:
+                parts["adv_projected"] = projected.generator_loss(self.projected, seen_by_d(judged))
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()
                 parts["mask_tv"] = total_variation(m_edit.float())
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
-                      + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0))
+                      + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0)
+                      + cfg.w_projected * parts.get("adv_projected", 0))
             if m_edit is not None:
                 loss_g = loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
         lap("G losses forward (D, critics, teacher)")
@@ -317,13 +338,13 @@ class Trainer:
         if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches
             loss_g.backward()
             self.opt_g.step()
-        for p in m.discriminator.parameters():
+        for p in critics_frozen:
             p.requires_grad_(True)
         if self.ema is not None:
             checkpoint.update_ema(self.ema, m, cfg.ema)
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
-        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, "d_cls": bce(c_real[:n].detach(), y[:n])}
+        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, **({"loss_p": loss_p} if self.projected else {}), "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         lap("G backward + Adam, EMA, stats")
         return {**dict(zip(named, values)), "lr": lr}

@@ -49,3 +49,19 @@ def test_a_run_with_the_critic_resumes_exactly_and_one_without_can_turn_it_on(sy
     _, stats = run(tiny_config(synth_data, tmp_path / "c", steps=5, **kw), resume=True, log=logs.append)
     assert any("no projected critic" in str(m) for m in logs), logs
     assert len(stats) == 1 and stats[0]["loss_p"] > 0
+
+
+def test_the_critics_learn_at_lr_d_times_the_generators_rate(synth_data, tmp_path):
+    """--lr-d (TTUR): D's and the projected critic's groups run at lr * lr_d, the generator's at lr; and with it
+    D's step is bigger, so the same first batch leaves D's weights further from where they started."""
+    def first_move(lr_d, out):
+        t = Trainer(tiny_config(synth_data, tmp_path / out, steps=1, w_projected=1.0, lr_d=lr_d), log=lambda *a: None)
+        start = [p.detach().clone() for p in t.model.discriminator.parameters()]
+        t.fit()
+        return t, sum((p - q).abs().sum().item() for p, q in zip(t.model.discriminator.parameters(), start))
+    t, moved_4 = first_move(4.0, "a")
+    g_lr = t.opt_g.param_groups[0]["lr"]
+    assert g_lr > 0 and all(g["lr"] == g_lr for g in t.opt_g.param_groups)
+    assert all(g["lr"] == pytest.approx(4.0 * g_lr) for g in t.opt_d.param_groups + t.opt_p.param_groups)
+    _, moved_1 = first_move(1.0, "b")
+    assert moved_4 > 2.0 * moved_1

@@ -228,8 +228,10 @@ class Trainer:
         cfg, m = self.cfg, self.model
         autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
-        for group in self.opt_g.param_groups + self.opt_d.param_groups + (self.opt_p.param_groups if self.opt_p else []):
+        for group in self.opt_g.param_groups:
             group["lr"] = lr
+        for group in self.opt_d.param_groups + (self.opt_p.param_groups if self.opt_p else []):
+            group["lr"] = lr * cfg.lr_d  # --lr-d: the critics may learn faster than the generator (TTUR)
         if m.decoder.mask is not None:  # the mask conv: opt_g's last group (see __init__ and checkpoint.resume)
             self.opt_g.param_groups[-1]["lr"] = lr * cfg.lr_mask
         y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac, implied=self.implied)

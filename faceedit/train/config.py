@@ -86,6 +86,9 @@ class TrainConfig:
     lr_mask: float = knob(10.0, "--edit-mask: the mask conv's learning rate as a multiple of --lr. It is a fresh "
                                 "layer on a trained decoder: at --lr (Adam moves each weight ~lr a step) a "
                                 "fine-tune's mask stayed at its start (mean 0.9526 -> 0.953 over 250 steps).", LOSS)
+    w_mask_outside: float = knob(0.0, "--edit-mask: weight of the mask's mean outside the region of the attributes "
+                                      "its edit changes (regions fit from the train labels: "
+                                      "faceedit.train.regions; the run draws them in regions.png); 0: off.", LOSS)
     lr_d: float = knob(1.0, "The discriminator's (and --w-projected's critic's) learning rate as a multiple of "
                             "--lr: a two time-scale update (TTUR, Heusel et al. 2017). At 1, D's loss sat near "
                             "chance (runs/mask4: 1.50 with its classifier's 0.25 in it; chance is 1.39) while "
@@ -161,6 +164,8 @@ class TrainConfig:
         if self.w_identity < 0 or self.w_projected < 0:
             raise ValueError(f"--w-identity and --w-projected must be >= 0, got {self.w_identity:g} and "
                              f"{self.w_projected:g}")
+        if self.w_mask_outside < 0 or (self.w_mask_outside > 0 and not self.edit_mask):
+            raise ValueError(f"--w-mask-outside needs --edit-mask and a weight >= 0, got {self.w_mask_outside:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:
             raise ValueError(f"--w-mask and --w-mask-tv must be >= 0, got {self.w_mask:g} and {self.w_mask_tv:g}")
 

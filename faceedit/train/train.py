@@ -48,6 +48,7 @@ from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
 from faceedit.train.face_descriptor import face_descriptor, identity_loss
 from faceedit.train.model import CVAEGAN, composite, total_variation
+from faceedit.train.regions import attribute_regions, edit_regions
 
 
 def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[int] | None = None,
@@ -153,6 +154,14 @@ class Trainer:
             rules = derive_rules(self.labels[self.train_idx], self.attributes)
             self.implied = rule_table({"rules": rules}, self.attributes)
             self.log("implied flips: " + "; ".join(f"{k} -> {v}" for k, v in rules.items()))
+        self.regions = None  # --w-mask-outside: where each attribute lives, from the train labels (regions.py)
+        if cfg.w_mask_outside > 0:
+            regions = attribute_regions(self.images[self.train_idx], self.labels[self.train_idx])
+            self.regions = torch.from_numpy(regions).to(self.device)
+            if self.rank == 0:
+                from faceedit.train.grid import save_grid
+                save_grid(np.repeat(regions[None, :, :, :, None] * 255, 3, -1).round().astype(np.uint8),
+                          self.out / "regions.png", [a[:10] for a in self.attributes])
         unknown = sorted(set(cfg.rare_boost) - set(self.attributes))
         if unknown:
             raise ValueError(f"--rare-boost names attributes this run does not train: {unknown}")
@@ -328,13 +337,16 @@ class Trainer:
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()
                 parts["mask_tv"] = total_variation(m_edit.float())
+                if self.regions is not None:  # what the mask opens beyond where the changed attributes live
+                    parts["mask_outside"] = (m_edit.float() * (1 - edit_regions(self.regions, y, y_edit))).mean()
             loss_g = (cfg.w_pixel * parts["pixel"] + cfg.w_feature * parts["feature"] + beta * parts["kl"]
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0)
                       + cfg.w_projected * parts.get("adv_projected", 0))
             if m_edit is not None:
-                loss_g = loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
+                loss_g = (loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
+                          + cfg.w_mask_outside * parts.get("mask_outside", 0))
         lap("G losses forward (D, critics, teacher)")
         self.opt_g.zero_grad(set_to_none=True)
         if self.step - self.start_step >= cfg.d_warmup:  # else D catches up first: the generator only watches

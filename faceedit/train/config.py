@@ -92,7 +92,8 @@ class TrainConfig:
     lr_d: float = knob(1.0, "The discriminator's (and --w-projected's critic's) learning rate as a multiple of "
                             "--lr: a two time-scale update (TTUR, Heusel et al. 2017). At 1, D's loss sat near "
                             "chance (runs/mask4: 1.50 with its classifier's 0.25 in it; chance is 1.39) while "
-                            "the edit classifiers' gradients drew colour washes it let through.", LOSS)
+                            "the edit classifiers' gradients drew colour washes it let through; at 4 (runs/mask5) it "
+                            "oscillated and the washes got worse (docs/training-log.md).", LOSS)
     w_mask_tv: float = knob(2.0, "--edit-mask: weight of the mask's smoothness, its total variation (mean absolute "
                                  "difference of neighbouring pixels, across and down).", LOSS)
     w_identity: float = knob(0.0, "Weight of the identity loss: 1 - cosine similarity of a face recogniser's "

@@ -65,3 +65,49 @@ def test_the_critics_learn_at_lr_d_times_the_generators_rate(synth_data, tmp_pat
     assert all(g["lr"] == pytest.approx(4.0 * g_lr) for g in t.opt_d.param_groups + t.opt_p.param_groups)
     _, moved_1 = first_move(1.0, "b")
     assert moved_4 > 2.0 * moved_1
+
+
+def test_the_local_critic_learns_where_an_edit_is_fake():
+    """--projected-local: trained on real faces against the same faces with a blot painted where a mask opened,
+    the heads call the blotted patches fake and the rest of those faces real, on faces they never saw."""
+    from skimage import data as skdata
+    from faceedit.train import projected
+    from faceedit.train.projected import ProjectedCritic
+    torch.manual_seed(0)
+    face = torch.from_numpy(skdata.astronaut()[30:230, 140:340].copy()).permute(2, 0, 1).float() / 127.5 - 1
+    face = torch.nn.functional.interpolate(face[None], size=(64, 64), mode="area")[0]
+
+    def batch(n):  # the face moved by a few pixels and re-lit; the blot: a green square in one of two places
+        real = torch.stack([torch.roll(face, (int(dy), int(dx)), (1, 2)) for dy, dx in torch.randint(-4, 5, (n, 2))])
+        real = (real * (0.8 + 0.4 * torch.rand(n, 1, 1, 1))).clamp(-1, 1)
+        mask = torch.zeros(n, 1, 64, 64)
+        for i, top in enumerate(torch.randint(0, 2, (n,)).tolist()):
+            mask[i, :, 8 + 32 * top:24 + 32 * top, 8:56] = 1
+        fake = real * (1 - mask) + mask * torch.tensor([-1.0, 1.0, -1.0])[None, :, None, None]
+        return real, fake, mask
+
+    critic = ProjectedCritic()
+    opt = torch.optim.Adam(critic.parameters(), 2e-3, betas=(0.5, 0.999))
+    for _ in range(40):
+        real, fake, mask = batch(8)
+        loss = projected.critic_loss(critic, real, fake, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, fake, mask = batch(8)
+    with torch.no_grad():
+        logits = critic.patch_logits(projected.face_features(fake))[1]  # the 17x17 stage
+    opened = projected._opened(mask, logits)
+    inside, outside = logits[opened > 0.9].mean(), logits[opened < 0.1].mean()
+    assert inside < 0 < outside, (inside, outside)
+    # the generator pays for the edited patches only: a mask that opens nothing ... opens nothing to pay for
+    assert projected.generator_loss(critic, fake, torch.zeros_like(mask)) == 0
+    assert projected.generator_loss(critic, fake, mask) > projected.generator_loss(critic, fake)
+
+
+def test_a_local_critic_run_steps_and_needs_the_mask(synth_data, tmp_path):
+    _, stats = run(tiny_config(synth_data, tmp_path / "a", steps=1, edit_mask=True, w_projected=1.0,
+                               projected_local=True, diff_augment=True))
+    assert stats[0]["loss_p"] > 0 and stats[0]["adv_projected"] > 0
+    with pytest.raises(ValueError, match="--projected-local needs --edit-mask"):
+        tiny_config(synth_data, tmp_path / "b", w_projected=1.0, projected_local=True).check()

@@ -104,6 +104,10 @@ class TrainConfig:
                                    "(faceedit.train.projected): trainable heads on a face recogniser's frozen "
                                    "features judge each edit against real faces; 0: off (it adds that network's "
                                    "passes over the batch's real faces and edits).", LOSS)
+    projected_local: bool = knob(False, "--edit-mask with --w-projected: the projected critic judges each patch of an "
+                                        "edit, fake by the share its mask opened and real by the rest, and the "
+                                        "generator pays for its edited patches only (LaMa's masked adversarial "
+                                        "loss); off: one verdict per image, mostly real pixels.", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
     # edit training
@@ -165,6 +169,8 @@ class TrainConfig:
         if self.w_identity < 0 or self.w_projected < 0:
             raise ValueError(f"--w-identity and --w-projected must be >= 0, got {self.w_identity:g} and "
                              f"{self.w_projected:g}")
+        if self.projected_local and not (self.edit_mask and self.w_projected > 0):
+            raise ValueError("--projected-local needs --edit-mask and --w-projected above 0")
         if self.w_mask_outside < 0 or (self.w_mask_outside > 0 and not self.edit_mask):
             raise ValueError(f"--w-mask-outside needs --edit-mask and a weight >= 0, got {self.w_mask_outside:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:

@@ -10,6 +10,12 @@ One head per stage of the recogniser (32, 64, 128 and 256 channels at 35, 17, 8 
 conv, a leaky ReLU and a 3x3 conv to a map of patch logits, averaged per stage. The head convs are spectrally
 normalised (as in Projected GANs), which bounds how sharply a verdict can turn and keeps the heads from
 overpowering the generator early. Training-only; `faceedit train --w-projected W` turns it on.
+
+With `--projected-local` (an edit mask run) the critic judges an edit patch by patch rather than as a whole: an
+edit is the real face wherever its mask is 0, so averaging the patch logits of a composite mostly scores real
+pixels, and a blot on the mouth moves the verdict by the blot's share of the face. Instead each patch of a
+composite is fake by the share of it the mask opened and real by the rest (the masked adversarial loss of LaMa,
+Suvorov et al. 2022), and the generator pays for its edited patches only, averaged over what the mask opened.
 """
 from __future__ import annotations
 
@@ -38,19 +44,44 @@ class ProjectedCritic(nn.Module):
 
     def judge(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The recogniser's four feature maps -> (N, 4) logits."""
-        return torch.stack([head(f).flatten(1).mean(1) for head, f in zip(self.heads, features)], 1)
+        return torch.stack([m.flatten(1).mean(1) for m in self.patch_logits(features)], 1)
+
+    def patch_logits(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The recogniser's four feature maps -> four (N, 1, h, w) maps of patch logits (real > 0)."""
+        return [head(f).float() for head, f in zip(self.heads, features)]
 
 
-def critic_loss(critic: ProjectedCritic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The heads' loss: real faces up, generated ones down (non-saturating, each stage weighing the same). The
+def _opened(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The share of each patch of a logit map that the edit's mask (N, 1, H, W) opened: its mean over the patch."""
+    return F.interpolate(mask.float(), size=logits.shape[-2:], mode="area")
+
+
+def critic_loss(critic: ProjectedCritic, real: torch.Tensor, fake: torch.Tensor,
+                fake_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The heads' loss: real faces up, generated ones down (non-saturating, each stage weighing the same). With
+    fake_mask (--projected-local) a fake's patches are fake by the share its mask opened, real by the rest. The
     recogniser's features carry no gradient here: only the heads learn."""
     with torch.no_grad():
         feats = face_features(torch.cat([real, fake]))
-    logits = critic.judge(feats).float()
-    b = len(real)
-    return F.softplus(-logits[:b]).mean() + F.softplus(logits[b:]).mean()
+    b, loss = len(real), 0.0
+    for logits in critic.patch_logits(feats):
+        if fake_mask is None:  # one verdict per image: the mean of its patch logits
+            verdict = logits.flatten(1).mean(1)
+            loss = loss + F.softplus(-verdict[:b]).mean() + F.softplus(verdict[b:]).mean()
+        else:
+            m = _opened(fake_mask, logits)
+            loss = loss + F.softplus(-logits[:b]).mean() + (m * F.softplus(logits[b:])
+                                                            + (1 - m) * F.softplus(-logits[b:])).mean()
+    return loss / len(critic.heads)
 
 
-def generator_loss(critic: ProjectedCritic, fake: torch.Tensor) -> torch.Tensor:
-    """What the generator pays for an edit the heads call fake."""
-    return F.softplus(-critic(fake).float()).mean()
+def generator_loss(critic: ProjectedCritic, fake: torch.Tensor, fake_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """What the generator pays for an edit the heads call fake; with fake_mask, for its edited patches only."""
+    maps = critic.patch_logits(face_features(fake))
+    if fake_mask is None:
+        return torch.stack([F.softplus(-m.flatten(1).mean(1)).mean() for m in maps]).mean()
+    losses = []
+    for logits in maps:
+        m = _opened(fake_mask, logits)
+        losses.append((m * F.softplus(-logits)).sum() / m.sum().clamp_min(1e-6))
+    return torch.stack(losses).mean()

@@ -283,7 +283,12 @@ class Trainer:
         lap("D backward + Adam")
         if self.projected is not None:  # its heads learn real faces from this step's edits, as D does
             with autocast:
-                loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes))
+                if cfg.projected_local:  # the mask moves and loses its square with the edit it belongs to
+                    moved = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
+                    loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes, moved),
+                                                   seen_by_d(m_edit.detach(), moved))
+                else:
+                    loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes))
             self.opt_p.zero_grad(set_to_none=True)
             loss_p.backward()
             if self.world > 1:  # not a DDP module (the recogniser it calls is shared): average by hand
@@ -332,7 +337,11 @@ class Trainer:
                 with torch.no_grad():
                     who = face_descriptor(x)
                 parts["identity"] = identity_loss(who.repeat(len(edits) // b, 1), edits)
-            if self.projected is not None:
+            if self.projected is not None and cfg.projected_local:
+                moved = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
+                parts["adv_projected"] = projected.generator_loss(self.projected, seen_by_d(judged, moved),
+                                                                  seen_by_d(m_edit.detach(), moved))
+            elif self.projected is not None:
                 parts["adv_projected"] = projected.generator_loss(self.projected, seen_by_d(judged))
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()

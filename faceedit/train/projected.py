@@ -74,10 +74,10 @@ def critic_loss(critic: ProjectedCritic, real: torch.Tensor, fake: torch.Tensor,
             # each side averaged over its own share: an edit opens ~10% of a face, and over all patches at once
             # "everything is real" cost the critic only that 10% (runs/mask7's first try: the heads said real
             # everywhere, loss 0.3, and the generator paid nothing)
-            m, fake = _opened(fake_mask, logits), logits[b:]
+            m, on_fakes = _opened(fake_mask, logits), logits[b:]
             loss = (loss + F.softplus(-logits[:b]).mean()
-                    + (m * F.softplus(fake)).sum() / m.sum().clamp_min(1e-6)
-                    + ((1 - m) * F.softplus(-fake)).sum() / (1 - m).sum().clamp_min(1e-6))
+                    + (m * F.softplus(on_fakes)).sum() / m.sum().clamp_min(1e-6)
+                    + ((1 - m) * F.softplus(-on_fakes)).sum() / (1 - m).sum().clamp_min(1e-6))
     return loss / len(critic.heads)
 
 

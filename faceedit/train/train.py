@@ -255,6 +255,13 @@ class Trainer:
         # edit D and the edit critics see: the raw decoder output is no longer what ships
         seen_by_d = translate_cutout if cfg.diff_augment else (lambda t, params=None: t)
         b = len(x)
+
+        def seen_by_projected(edits):
+            """Edits as the projected critic sees them, and with --projected-local their masks, moved and cut
+            by the same draw (the mask goes where its edit goes); None for the mask otherwise."""
+            moved = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
+            return seen_by_d(edits, moved), (seen_by_d(m_edit.detach(), moved) if cfg.projected_local else None)
+
         # discriminator: one pass over every image it judges (D has no batch statistics, so this is the same
         # maths as one pass per kind, in bigger, faster convolutions)
         with autocast:
@@ -283,12 +290,7 @@ class Trainer:
         lap("D backward + Adam")
         if self.projected is not None:  # its heads learn real faces from this step's edits, as D does
             with autocast:
-                if cfg.projected_local:  # the mask moves and loses its square with the edit it belongs to
-                    moved = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
-                    loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes, moved),
-                                                   seen_by_d(m_edit.detach(), moved))
-                else:
-                    loss_p = projected.critic_loss(self.projected, seen_by_d(x), seen_by_d(fakes))
+                loss_p = projected.critic_loss(self.projected, seen_by_d(x), *seen_by_projected(fakes))
             self.opt_p.zero_grad(set_to_none=True)
             loss_p.backward()
             if self.world > 1:  # not a DDP module (the recogniser it calls is shared): average by hand
@@ -337,12 +339,8 @@ class Trainer:
                 with torch.no_grad():
                     who = face_descriptor(x)
                 parts["identity"] = identity_loss(who.repeat(len(edits) // b, 1), edits)
-            if self.projected is not None and cfg.projected_local:
-                moved = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
-                parts["adv_projected"] = projected.generator_loss(self.projected, seen_by_d(judged, moved),
-                                                                  seen_by_d(m_edit.detach(), moved))
-            elif self.projected is not None:
-                parts["adv_projected"] = projected.generator_loss(self.projected, seen_by_d(judged))
+            if self.projected is not None:
+                parts["adv_projected"] = projected.generator_loss(self.projected, *seen_by_projected(judged))
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()
                 parts["mask_tv"] = total_variation(m_edit.float())

@@ -90,9 +90,23 @@ def training_state(trainer) -> dict:
         "teacher": trainer.teacher.state_dict(),
         "rng": torch.get_rng_state(),
         **({"ema_weights": trainer.ema} if trainer.ema is not None else {}),
-        **({"projected": trainer.projected.state_dict(), "opt_p": trainer.opt_p.state_dict()}
-           if trainer.projected is not None else {}),
+        **{k: v for name, _ in SIDE_CRITICS for k, v in side_critic_state(trainer, name).items()},
     }
+
+
+# The critics that live beside D, each trained with its own Adam and turned on by an option: the trainer's
+# attribute holding it, and the option (a run may turn one on when it resumes; its weights then start fresh).
+SIDE_CRITICS = (("projected", "--w-projected"), ("latent", "--w-latent-adv"))
+_OPTIMIZER_OF = {"projected": "opt_p", "latent": "opt_l"}
+
+
+def side_critic_state(trainer, name: str) -> dict:
+    """{name: weights, opt_x: its Adam} for a critic the run has, {} otherwise."""
+    critic = getattr(trainer, name)
+    if critic is None:
+        return {}
+    opt = _OPTIMIZER_OF[name]
+    return {name: critic.state_dict(), opt: getattr(trainer, opt).state_dict()}
 
 
 def save(trainer, name: str, metrics: dict | None = None):
@@ -169,14 +183,15 @@ def resume(trainer, path: Path):
     trainer.teacher.load_state_dict(state.get("teacher", trainer.model.attribute_head.state_dict()))
     if "rng" in state:
         torch.set_rng_state(state["rng"])
-    if trainer.projected is not None:  # --w-projected: its heads and their Adam, or fresh ones for a run turning it on
-        if "projected" in state:
-            trainer.projected.load_state_dict(state["projected"])
-            trainer.opt_p.load_state_dict(state["opt_p"])
-        else:
-            trainer.log(f"{path} has no projected critic: its heads start fresh")
-    elif "projected" in state:
-        trainer.log(f"{path} has a projected critic: this run (no --w-projected) leaves it out")
+    for name, option in SIDE_CRITICS:  # its weights and Adam, or fresh ones for a run turning it on
+        critic, opt = getattr(trainer, name), _OPTIMIZER_OF[name]
+        if critic is not None and name in state:
+            critic.load_state_dict(state[name])
+            getattr(trainer, opt).load_state_dict(state[opt])
+        elif critic is not None:
+            trainer.log(f"{path} has no {name} critic: it starts fresh")
+        elif name in state:
+            trainer.log(f"{path} has a {name} critic: this run (no {option}) leaves it out")
     if trainer.ema is not None:  # a run that turns the average on starts it from the resumed weights
         trainer.ema = start_ema(trainer.model, state.get("ema_weights"))
     trainer.log(f"resumed from {path} at step {trainer.step}")

@@ -104,6 +104,10 @@ class TrainConfig:
                                    "(faceedit.train.projected): trainable heads on a face recogniser's frozen "
                                    "features judge each edit against real faces; 0: off (it adds that network's "
                                    "passes over the batch's real faces and edits).", LOSS)
+    w_latent_adv: float = knob(0.0, "Weight of the latent adversary (faceedit.train.latent, after Fader networks): a "
+                                    "small classifier learns to read the attributes off the encoder's latent and "
+                                    "the encoder pays for what it still reads, so the decoder must draw the "
+                                    "attributes from its attribute input; 0: off.", LOSS)
     projected_local: bool = knob(False, "--edit-mask with --w-projected: the projected critic judges each patch of an "
                                         "edit, fake by the share its mask opened and real by the rest, and the "
                                         "generator pays for its edited patches only (LaMa's masked adversarial "

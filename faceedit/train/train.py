@@ -18,6 +18,7 @@ One step:
           told the attributes (real pairs: the labels; reconstructions: the labels; edits: the targets).
           With --w-identity, a face recogniser's descriptor (face_descriptor.py) of each edit must stay the input's;
           with --w-projected, a second critic on that recogniser's features (projected.py) judges the edits too.
+          With --w-latent-adv, a classifier on the latent (latent.py) must not be able to read the attributes.
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -41,8 +42,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from faceedit.train import checkpoint, projected
+from faceedit.train import checkpoint, latent, projected
 from faceedit.train.augment import augment, draw_translate_cutout, jitter, soften, to_tensor, translate_cutout
+from faceedit.core.files import atomic_path
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
@@ -132,6 +134,10 @@ class Trainer:
             from faceedit.train.projected import ProjectedCritic
             self.projected = ProjectedCritic().to(self.device)
             self.opt_p = torch.optim.Adam(self.projected.parameters(), cfg.lr, betas=(0.5, 0.999))
+        self.latent = self.opt_l = None  # --w-latent-adv: a classifier of the latent, with its own Adam
+        if cfg.w_latent_adv > 0:
+            self.latent = latent.LatentClassifier(cfg.z_channels, len(cfg.attributes)).to(self.device)
+            self.opt_l = torch.optim.Adam(self.latent.parameters(), cfg.lr, betas=(0.5, 0.999))
         self.teacher = copy.deepcopy(self.model.attribute_head).eval().requires_grad_(False)
         self.judge = None
         if cfg.judge:
@@ -239,8 +245,9 @@ class Trainer:
         lr = cfg.lr * (1 + (cfg.lr_final - 1) * self.progress())
         for group in self.opt_g.param_groups:
             group["lr"] = lr
-        for group in self.opt_d.param_groups + (self.opt_p.param_groups if self.opt_p else []):
-            group["lr"] = lr * cfg.lr_d  # --lr-d: the critics may learn faster than the generator (TTUR)
+        for opt in (self.opt_d, self.opt_p, self.opt_l):
+            for group in opt.param_groups if opt else []:
+                group["lr"] = lr * cfg.lr_d  # --lr-d: the critics may learn faster than the generator (TTUR)
         if m.decoder.mask is not None:  # the mask conv: opt_g's last group (see __init__ and checkpoint.resume)
             self.opt_g.param_groups[-1]["lr"] = lr * cfg.lr_mask
         y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac, implied=self.implied)
@@ -291,16 +298,16 @@ class Trainer:
         if self.projected is not None:  # its heads learn real faces from this step's edits, as D does
             with autocast:
                 loss_p = projected.critic_loss(self.projected, seen_by_d(x), *seen_by_projected(fakes))
-            self.opt_p.zero_grad(set_to_none=True)
-            loss_p.backward()
-            if self.world > 1:  # not a DDP module (the recogniser it calls is shared): average by hand
-                for p in self.projected.parameters():
-                    dist.all_reduce(p.grad)
-                    p.grad /= self.world
-            self.opt_p.step()
+            self.step_critic(self.projected, self.opt_p, loss_p)
             lap("projected critic (recogniser forward, heads backward + Adam)")
+        if self.latent is not None:  # it learns to read the attributes off this step's latents
+            with autocast:
+                loss_l = latent.classifier_loss(self.latent, mu, y)
+            self.step_critic(self.latent, self.opt_l, loss_l)
+            lap("latent classifier")
         # generator side: encoder, attribute head, decoder (D's weights are only read here)
-        critics_frozen = [*m.discriminator.parameters(), *(self.projected.parameters() if self.projected else [])]
+        critics_frozen = [*m.discriminator.parameters(), *(self.projected.parameters() if self.projected else []),
+                          *(self.latent.parameters() if self.latent else [])]
         for p in critics_frozen:
             p.requires_grad_(False)
         with autocast:
@@ -341,6 +348,8 @@ class Trainer:
                 parts["identity"] = identity_loss(who.repeat(len(edits) // b, 1), edits)
             if self.projected is not None:
                 parts["adv_projected"] = projected.generator_loss(self.projected, *seen_by_projected(judged))
+            if self.latent is not None:
+                parts["latent_adv"] = latent.encoder_loss(self.latent, mu)
             if m_edit is not None:  # sparsity and smoothness of the edit's mask (the edit losses hold it open)
                 parts["mask"] = m_edit.float().mean()
                 parts["mask_tv"] = total_variation(m_edit.float())
@@ -350,7 +359,8 @@ class Trainer:
                       + cfg.w_adv * parts["adv"] + (cfg.w_adv if cfg.w_adv_edit < 0 else cfg.w_adv_edit) * parts["adv_edit"]
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0)
-                      + cfg.w_projected * parts.get("adv_projected", 0))
+                      + cfg.w_projected * parts.get("adv_projected", 0)
+                      + cfg.w_latent_adv * parts.get("latent_adv", 0))
             if m_edit is not None:
                 loss_g = (loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
                           + cfg.w_mask_outside * parts.get("mask_outside", 0))
@@ -365,10 +375,22 @@ class Trainer:
             checkpoint.update_ema(self.ema, m, cfg.ema)
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
-        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, **({"loss_p": loss_p} if self.projected else {}), "d_cls": bce(c_real[:n].detach(), y[:n])}
+        named = {**parts, "loss_g": loss_g, "loss_d": loss_d, **({"loss_p": loss_p} if self.projected else {}),
+                 **({"loss_l": loss_l} if self.latent else {}), "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         lap("G backward + Adam, EMA, stats")
         return {**dict(zip(named, values)), "lr": lr}
+
+    def step_critic(self, critic: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor):
+        """One Adam step of a critic that is not a DDP module (the projected heads, the latent classifier): under
+        torchrun its gradients are averaged by hand."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            for p in critic.parameters():
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+        opt.step()
 
     # ---- validation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -456,11 +478,8 @@ class Trainer:
                 progress(self.step, self.total_steps, stats)
             if self.rank == 0:
                 if writer is None:
-                    new = not log_path.exists()
-                    fh = open(log_path, "a", newline="")
-                    writer = csv.DictWriter(fh, ["step"] + list(stats) + ["attr_acc", "psnr", "edit_success_d", "edit_success_judge"], extrasaction="ignore")
-                    if new:
-                        writer.writeheader()
+                    fh, writer = open_log(log_path, ["step", *stats, "attr_acc", "psnr", "edit_success_d",
+                                                     "edit_success_judge"])
                 row = {"step": self.step, **{k: f"{v:.5g}" for k, v in stats.items()}}
                 if self.step % eval_every == 0 or self.step == self.total_steps or out_of_time:
                     val = self.validate()
@@ -487,6 +506,28 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return self
+
+
+def open_log(path: Path, columns: list[str]):
+    """(file, csv.DictWriter) appending to the run's log.csv. A resumed run that logs columns the file lacks (a
+    loss part it turned on) first rewrites the file, atomically, under the union of both headers, so every row
+    stays under its own column names (old rows leave the new columns empty)."""
+    if path.exists():
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            old, rows = list(reader.fieldnames or []), list(reader)
+        merged = old + [c for c in columns if c not in old]
+        if merged != old:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as out:
+                writer = csv.DictWriter(out, merged)
+                writer.writeheader()
+                writer.writerows(rows)
+        columns = merged
+    fh = open(path, "a", newline="")
+    writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+    if fh.tell() == 0:  # a new file
+        writer.writeheader()
+    return fh, writer
 
 
 def validation_score(val: dict) -> float:

@@ -152,8 +152,10 @@ def load_face_descriptor_net(folder: Path = WEIGHTS) -> FaceDescriptorNet:
 
 
 @functools.lru_cache(maxsize=None)
-def _net_on(device: str) -> FaceDescriptorNet:
-    return load_face_descriptor_net().to(device)
+def _net_on(device: str, dtype: torch.dtype = torch.float32) -> FaceDescriptorNet:
+    """One copy per device and dtype, each cast from the shipped float32 weights: casting a shared copy in place
+    (as a bf16 autocast run once did) would round the float32 net's weights for every later caller."""
+    return load_face_descriptor_net().to(device=device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- what a training run would call
@@ -173,8 +175,10 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
         pad = (diff - after, after, 0, 0) if h > w else (0, 0, diff - after, after)
         pixels = F.pad(pixels, pad)
     if pixels.shape[-1] != INPUT_SIZE:
-        pixels = F.interpolate(pixels, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                               antialias=True)
+        # in float32: torch's antialiased resize has no bfloat16 kernel on the CPU, and a bf16 autocast run
+        # (a CPU with AVX512-BF16 or AMX) hands it bf16 edits
+        pixels = F.interpolate(pixels.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
+                               antialias=True).to(pixels.dtype)
     mean = torch.tensor(MEAN_RGB, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     return (pixels - mean) / 255
 
@@ -182,14 +186,14 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 def face_descriptor(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [-1, 1], any size (face crops, roughly as dlib aligns them) -> (N, 128), unit length.
     Gradients flow to the images, never to the net's weights."""
-    net = _net_on(str(images.device)).to(images.dtype)
+    net = _net_on(str(images.device), images.dtype)
     return F.normalize(net(preprocess(images)), dim=1)
 
 
 def face_features(images: torch.Tensor) -> list[torch.Tensor]:
     """The net's feature maps at the end of each of its four stages (32, 64, 128, 256 channels; 35, 17, 8, 2
     pixels square): the frozen feature space a projected discriminator would put its heads on."""
-    net = _net_on(str(images.device)).to(images.dtype)
+    net = _net_on(str(images.device), images.dtype)
     return net(preprocess(images), features=True)
 
 

@@ -303,3 +303,23 @@ def test_ema_checkpoints_load_like_any_and_resume_exactly(synth_data, tmp_path):
     resumed = load_checkpoint(part / "step_0000006_ema.pt")[0].decoder.state_dict()
     for k in ema_w:
         assert torch.allclose(resumed[k].float(), ema_w[k].float(), rtol=1e-4, atol=1e-6), k
+
+
+def test_an_ema_checkpoint_carries_batchnorm_statistics_of_the_averaged_weights(synth_data, tmp_path):
+    """The average's own statistics, measured on the last training batches, not the live model's: with the
+    average's first convolution at half the live one, its BatchNorm mean is that conv's mean output on those
+    batches, and the run's RNG is untouched (resume stays exact)."""
+    import torch.nn.functional as F
+    t = Trainer(tiny_config(synth_data, tmp_path / "a", steps=3, ema=0.5), log=lambda *a: None).fit()
+    for name in ("encoder.trunk.stages.0.0.weight", "attribute_head.trunk.stages.0.0.weight"):
+        t.ema[name] = t.ema[name] * 0.5
+    rng = torch.get_rng_state()
+    stats = t.ema_batchnorm(batches=3)
+    assert torch.equal(rng, torch.get_rng_state())
+    w = t.ema["encoder.trunk.stages.0.0.weight"]
+    expected = torch.stack([F.conv2d(t.batch(s)[0], w, stride=2, padding=1).mean((0, 2, 3)) for s in range(3)]).mean(0)
+    got = stats["encoder.trunk.stages.0.1.running_mean"]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, t.model.encoder.trunk.stages[0][1].running_mean, atol=1e-3)
+    ema = torch.load(t.out / "step_0000003_ema.pt", weights_only=True)["model"]  # the run's own EMA checkpoint
+    assert int(ema["encoder.trunk.stages.0.1.num_batches_tracked"]) == 2 * 3  # encoder and attribute head, 3 batches

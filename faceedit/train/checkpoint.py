@@ -65,10 +65,12 @@ def update_ema(ema: dict, model: CVAEGAN, decay: float):
     torch._foreach_lerp_(list(ema.values()), [p.detach() for p in generator_parameters(model).values()], 1 - decay)
 
 
-def ema_checkpoint(trainer) -> dict:
-    """The averaged generator as a generator-only checkpoint (loads like any). Only parameters are
-    averaged: BatchNorm statistics, running averages already, are the live model's."""
+def ema_checkpoint(trainer, batchnorm: dict | None = None) -> dict:
+    """The averaged generator as a generator-only checkpoint (loads like any). Only parameters are averaged;
+    `batchnorm` (Trainer.ema_batchnorm) gives the BatchNorm statistics measured for the averaged weights, which
+    otherwise are the live model's."""
     weights = {k: trainer.ema.get(k, v) for k, v in generator_state(trainer.model).items()}
+    weights.update(batchnorm or {})
     return {"format": FORMAT, "config": asdict(trainer.cfg), "model_config": trainer.cfg.model_config().to_dict(),
             "model": weights, "step": trainer.step, "best": trainer.best, "best_by": trainer.best_by,
             "ema": trainer.cfg.ema}

@@ -85,8 +85,8 @@ def test_the_encoders_loss_is_zero_for_an_undecided_classifier_and_grows_with_it
     z = torch.randn(4, 16, 8, 8)
     with torch.no_grad():
         assert float(latent.encoder_loss(critic, z)) == pytest.approx(0.0, abs=1e-6)
-    torch.nn.init.constant_(critic.net[-1].bias, 3.0)
-    assert float(latent.encoder_loss(critic, z)) > 0.5
+        torch.nn.init.constant_(critic.net[-1].bias, 3.0)
+        assert float(latent.encoder_loss(critic, z)) > 0.5
 
 
 def test_a_run_trains_the_classifier_and_the_encoder_pays_its_weight(synth_data, tmp_path):

@@ -72,6 +72,9 @@ class TrainConfig:
                                "edit, both jittered.", LOSS)
     w_flip: float = knob(5.0, "Weight of the same loss over the attributes an edit changes only (flip_bce).", LOSS)
     w_d_cls: float = knob(1.0, "Weight of D's attribute classifier on real faces, in D's loss.", LOSS)
+    w_d_mismatch: float = knob(0.0, "--projection: weight of a matching-aware term in D's loss (Reed et al. 2016): a "
+                                    "real face told attributes it does not have (the step's edit targets) is a "
+                                    "fake, so an edit that leaves the face as it was fails D too; 0: off.", LOSS)
     # realism first (issue 17): an edit must fool D as users see it, and texture alone must not fool the critics
     w_adv_edit: float = knob(-1.0, "Weight of the adversarial loss on edits (-1: --w-adv).", LOSS)
     d_residual: bool = knob(False, "D also judges the residual edit (crop + edited - reconstruction), the picture "
@@ -173,6 +176,9 @@ class TrainConfig:
         if self.w_identity < 0 or self.w_projected < 0:
             raise ValueError(f"--w-identity and --w-projected must be >= 0, got {self.w_identity:g} and "
                              f"{self.w_projected:g}")
+        if self.w_d_mismatch < 0 or (self.w_d_mismatch > 0 and not self.projection):
+            raise ValueError(f"--w-d-mismatch needs --projection (a D told the attributes) and a weight >= 0, "
+                             f"got {self.w_d_mismatch:g}")
         if self.projected_local and not (self.edit_mask and self.w_projected > 0):
             raise ValueError("--projected-local needs --edit-mask and --w-projected above 0")
         if self.w_mask_outside < 0 or (self.w_mask_outside > 0 and not self.edit_mask):

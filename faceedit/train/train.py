@@ -277,13 +277,20 @@ class Trainer:
                 fakes = torch.cat([fakes, (x + x_edit.detach() - x_rec.detach()).clamp(-1, 1)])
             # D's classifier learns from unaugmented (or --cls-aug's) real faces: a cutout may hide glasses
             own_cls = cfg.cls_aug or cfg.diff_augment
-            rows = [seen_by_d(x), seen_by_d(x_rec.detach()), seen_by_d(fakes)] + ([x_cls] if own_cls else [])
-            attrs = [y, y, torch.cat([y_edit] * (len(fakes) // b))] + ([y] if own_cls else [])
+            mismatch = cfg.w_d_mismatch > 0  # real faces told the edit targets: fakes for a matching-aware D
+            rows = ([seen_by_d(x), seen_by_d(x_rec.detach()), seen_by_d(fakes)] + ([seen_by_d(x)] if mismatch else [])
+                    + ([x_cls] if own_cls else []))
+            attrs = [y, y, torch.cat([y_edit] * (len(fakes) // b))] + ([y_edit] if mismatch else []) + ([y] if own_cls else [])
             adv, cls, _ = self.disc_ddp(torch.cat(rows), torch.cat(attrs))
             d_real, d_rec, d_edit = adv[:b], adv[b:2 * b], adv[2 * b:2 * b + len(fakes)]
             c_real = cls[-b:] if own_cls else cls[:b]
             loss_d = (F.softplus(-d_real).mean() + 0.5 * (F.softplus(d_rec).mean() + F.softplus(d_edit).mean())
                       + cfg.w_d_cls * bce(c_real[:n], y_cls[:n]))
+            if mismatch:  # only the faces whose targets differ from their labels (a shuffled face's may not)
+                told_wrong = (y_edit != y).any(1).float()
+                d_mismatch = adv[2 * b + len(fakes):3 * b + len(fakes)]
+                loss_mismatch = (told_wrong * F.softplus(d_mismatch)).sum() / told_wrong.sum().clamp_min(1.0)
+                loss_d = loss_d + cfg.w_d_mismatch * loss_mismatch
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             # lazy R1 (StyleGAN2): scaled by r1_every so the average pull is gamma/2 * |grad|^2 per step; on
             # the real faces as D sees them
@@ -376,7 +383,8 @@ class Trainer:
         if self.step % cfg.teacher_every == 0:
             self.teacher.load_state_dict(m.attribute_head.state_dict())
         named = {**parts, "loss_g": loss_g, "loss_d": loss_d, **({"loss_p": loss_p} if self.projected else {}),
-                 **({"loss_l": loss_l} if self.latent else {}), "d_cls": bce(c_real[:n].detach(), y[:n])}
+                 **({"loss_l": loss_l} if self.latent else {}), **({"d_mismatch": loss_mismatch} if mismatch else {}),
+                 "d_cls": bce(c_real[:n].detach(), y[:n])}
         values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync, not ten
         lap("G backward + Adam, EMA, stats")
         return {**dict(zip(named, values)), "lr": lr}

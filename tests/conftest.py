@@ -21,6 +21,35 @@ def synth_data(tmp_path_factory):
     return write_synthetic_celeba(tmp_path_factory.mktemp("synth"), 240, 89, seed=0)
 
 
+def fit_collecting(cfg, resume=False, log=lambda *a: None):
+    """Train a run to its end: (trainer, the stats of each of its steps)."""
+    from faceedit.train.train import Trainer
+    stats = []
+    trainer = Trainer(cfg, resume=resume, log=log)
+    trainer.fit(lambda step, total, s: stats.append(s))
+    return trainer, stats
+
+
+def side_critic_resumes_and_turns_on(data, tmp_path, option: dict, keys: tuple, name: str):
+    """A run with a side critic (`option`, e.g. {"w_projected": 1.0}) resumed at step 4 gives the uninterrupted
+    run's losses (`keys`) at steps 5 and 6; a run without it turns it on when it resumes, saying that the `name`
+    critic starts fresh. Returns the stats of that first step with it on."""
+    import pytest
+    kw = dict(ckpt_every=4, eval_every=100, **option)
+    _, full = fit_collecting(tiny_config(data, tmp_path / "a", steps=6, **kw))
+    fit_collecting(tiny_config(data, tmp_path / "b", steps=4, **kw))
+    _, resumed = fit_collecting(tiny_config(data, tmp_path / "b", steps=6, **kw), resume=True)
+    for a, b in zip(full[4:], resumed):
+        for k in keys:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    fit_collecting(tiny_config(data, tmp_path / "c", steps=4, ckpt_every=4, eval_every=100))
+    logs = []
+    _, stats = fit_collecting(tiny_config(data, tmp_path / "c", steps=5, **kw), resume=True, log=logs.append)
+    assert any(f"no {name} critic" in str(m) for m in logs), logs
+    assert len(stats) == 1
+    return stats[0]
+
+
 def tiny_config(data, out, **kw):
     from faceedit.train.config import TrainConfig
     base = dict(data=[str(d) for d in data] if isinstance(data, list) else str(data), out=str(out), steps=4, batch_size=8, width=8, dec_width=32, z_channels=4,

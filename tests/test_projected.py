@@ -7,15 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import tiny_config  # noqa: E402
+from conftest import fit_collecting as run, side_critic_resumes_and_turns_on, tiny_config  # noqa: E402
 from faceedit.train.train import Trainer  # noqa: E402
-
-
-def run(cfg, resume=False, log=lambda *a: None):
-    stats = []
-    trainer = Trainer(cfg, resume=resume, log=log)
-    trainer.fit(lambda step, total, s: stats.append(s))
-    return trainer, stats
 
 
 def test_the_heads_learn_the_recogniser_does_not_and_g_pays_its_weight(synth_data, tmp_path):
@@ -37,18 +30,9 @@ def test_the_heads_learn_the_recogniser_does_not_and_g_pays_its_weight(synth_dat
 
 @pytest.mark.slow
 def test_a_run_with_the_critic_resumes_exactly_and_one_without_can_turn_it_on(synth_data, tmp_path):
-    kw = dict(ckpt_every=4, eval_every=100, w_projected=1.0)
-    _, full = run(tiny_config(synth_data, tmp_path / "a", steps=6, **kw))
-    run(tiny_config(synth_data, tmp_path / "b", steps=4, **kw))
-    _, resumed = run(tiny_config(synth_data, tmp_path / "b", steps=6, **kw), resume=True)
-    for a, b in zip(full[4:], resumed):
-        for k in ("loss_g", "loss_d", "loss_p", "adv_projected", "pixel", "edit"):
-            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
-    run(tiny_config(synth_data, tmp_path / "c", steps=4, ckpt_every=4, eval_every=100))
-    logs = []
-    _, stats = run(tiny_config(synth_data, tmp_path / "c", steps=5, **kw), resume=True, log=logs.append)
-    assert any("no projected critic" in str(m) for m in logs), logs
-    assert len(stats) == 1 and stats[0]["loss_p"] > 0
+    first = side_critic_resumes_and_turns_on(synth_data, tmp_path, {"w_projected": 1.0},
+                                             ("loss_g", "loss_d", "loss_p", "adv_projected", "pixel", "edit"), "projected")
+    assert first["loss_p"] > 0
 
 
 def test_the_critics_learn_at_lr_d_times_the_generators_rate(synth_data, tmp_path):

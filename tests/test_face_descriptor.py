@@ -99,3 +99,10 @@ def test_w_identity_adds_the_descriptor_distance_of_input_and_edit(synth_data, t
     assert on["loss_g"] == pytest.approx(off["loss_g"] + 4.0 * on["identity"], rel=1e-5)
     with pytest.raises(ValueError, match="--w-identity"):
         TrainConfig(data=[str(synth_data)], w_identity=-1).check()
+
+
+def test_loading_the_net_leaves_the_random_stream_alone():
+    """A training run's draws must not depend on when its process first loaded the recogniser (resume exactness)."""
+    state = torch.get_rng_state()
+    fd.load_face_descriptor_net()
+    assert torch.equal(state, torch.get_rng_state())

@@ -147,7 +147,11 @@ def load_face_descriptor_net(folder: Path = WEIGHTS) -> FaceDescriptorNet:
     for name, digest in SHA256.items():
         if sha256(folder / name) != digest:
             raise ValueError(f"{folder / name}: sha256 differs from the one in faceedit/train/face_descriptor.py")
-    net = FaceDescriptorNet().load_tfjs(read_tfjs_weights(folder)).eval()
+    # built under a forked RNG: the layers' random initialisation, overwritten at once, must not move a training
+    # run's random stream, or a run would draw differently depending on when its process first loaded the net
+    # (a resumed run loads it at its first step after the checkpoint, the uninterrupted one at step 1)
+    with torch.random.fork_rng(devices=[]):
+        net = FaceDescriptorNet().load_tfjs(read_tfjs_weights(folder)).eval()
     return net.requires_grad_(False)
 
 

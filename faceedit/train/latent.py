@@ -12,8 +12,9 @@ bearded and bespectacled faces look like, not from what a classifier can be push
 
 Here the encoder's target is "undecided" (probability 0.5 for every attribute), not Fader's flipped labels, so a
 latent that learned to encode an attribute inverted would pay as much as one that encodes it straight. The
-classifier learns from the latent without gradient to the encoder; the encoder pays through a frozen copy of its
-verdict. Training-only; `faceedit train --w-latent-adv W` turns it on.
+classifier learns from the latent without gradient to the encoder; the encoder then pays through the classifier's
+verdict with the classifier's weights frozen for that pass. Training-only; `faceedit train --w-latent-adv W` turns
+it on.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch.nn.functional as F
 
 class LatentClassifier(nn.Module):
     """Latent mean (N, zc, 8, 8) -> (N, A) attribute logits: a 3x3 conv, then two stride-2 convs down to 2 x 2,
-    then a linear layer (the latent is 8 x 8 at every crop size: model.ModelConfig.z_shape). Dropout as in Fader networks, so it does not memorise one batch's latents."""
+    then a linear layer (the latent is 8 x 8 at every crop size: model.ModelConfig.z_shape). Dropout as in Fader
+    networks, so it does not memorise one batch's latents."""
 
     def __init__(self, z_channels: int, n_attr: int, width: int = 256, dropout: float = 0.3):
         super().__init__()

@@ -42,9 +42,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from faceedit.core.files import atomic_path
 from faceedit.train import checkpoint, latent, projected
 from faceedit.train.augment import augment, draw_translate_cutout, jitter, soften, to_tensor, translate_cutout
-from faceedit.core.files import atomic_path
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
@@ -280,7 +280,8 @@ class Trainer:
             mismatch = cfg.w_d_mismatch > 0  # real faces told the edit targets: fakes for a matching-aware D
             rows = ([seen_by_d(x), seen_by_d(x_rec.detach()), seen_by_d(fakes)] + ([seen_by_d(x)] if mismatch else [])
                     + ([x_cls] if own_cls else []))
-            attrs = [y, y, torch.cat([y_edit] * (len(fakes) // b))] + ([y_edit] if mismatch else []) + ([y] if own_cls else [])
+            attrs = ([y, y, torch.cat([y_edit] * (len(fakes) // b))] + ([y_edit] if mismatch else [])
+                     + ([y] if own_cls else []))
             adv, cls, _ = self.disc_ddp(torch.cat(rows), torch.cat(attrs))
             d_real, d_rec, d_edit = adv[:b], adv[b:2 * b], adv[2 * b:2 * b + len(fakes)]
             c_real = cls[-b:] if own_cls else cls[:b]

@@ -92,23 +92,15 @@ def training_state(trainer) -> dict:
         "teacher": trainer.teacher.state_dict(),
         "rng": torch.get_rng_state(),
         **({"ema_weights": trainer.ema} if trainer.ema is not None else {}),
-        **{k: v for name, _ in SIDE_CRITICS for k, v in side_critic_state(trainer, name).items()},
+        **{key: getattr(trainer, key).state_dict()  # each side critic the run has, and its Adam
+           for name, opt, _ in SIDE_CRITICS if getattr(trainer, name) is not None for key in (name, opt)},
     }
 
 
 # The critics that live beside D, each trained with its own Adam and turned on by an option: the trainer's
-# attribute holding it, and the option (a run may turn one on when it resumes; its weights then start fresh).
-SIDE_CRITICS = (("projected", "--w-projected"), ("latent", "--w-latent-adv"))
-_OPTIMIZER_OF = {"projected": "opt_p", "latent": "opt_l"}
-
-
-def side_critic_state(trainer, name: str) -> dict:
-    """{name: weights, opt_x: its Adam} for a critic the run has, {} otherwise."""
-    critic = getattr(trainer, name)
-    if critic is None:
-        return {}
-    opt = _OPTIMIZER_OF[name]
-    return {name: critic.state_dict(), opt: getattr(trainer, opt).state_dict()}
+# attributes holding it and its Adam (also their keys in a checkpoint), and the option (a run may turn one on
+# when it resumes; its weights then start fresh).
+SIDE_CRITICS = (("projected", "opt_p", "--w-projected"), ("latent", "opt_l", "--w-latent-adv"))
 
 
 def save(trainer, name: str, metrics: dict | None = None):
@@ -185,8 +177,8 @@ def resume(trainer, path: Path):
     trainer.teacher.load_state_dict(state.get("teacher", trainer.model.attribute_head.state_dict()))
     if "rng" in state:
         torch.set_rng_state(state["rng"])
-    for name, option in SIDE_CRITICS:  # its weights and Adam, or fresh ones for a run turning it on
-        critic, opt = getattr(trainer, name), _OPTIMIZER_OF[name]
+    for name, opt, option in SIDE_CRITICS:  # its weights and Adam, or fresh ones for a run turning it on
+        critic = getattr(trainer, name)
         if critic is not None and name in state:
             critic.load_state_dict(state[name])
             getattr(trainer, opt).load_state_dict(state[opt])

@@ -18,6 +18,8 @@ it on.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,4 +51,4 @@ def encoder_loss(classifier: LatentClassifier, latent: torch.Tensor) -> torch.Te
     """What the encoder pays for what the classifier still reads: BCE of its verdict against 0.5, minus the
     BCE's floor (log 2), so 0 means the classifier learned nothing from this latent."""
     logits = classifier(latent).float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5)) - torch.log(torch.tensor(2.0))
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5)) - math.log(2.0)

@@ -2,8 +2,9 @@
 
 `jitter` moves every edit before the edit loss's classifiers see it (an edit counts only if it survives a
 shift, a rescale and a mirror); `augment` adds light re-lighting for the classifiers that learn from real
-faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften). jitter
-and augment draw from the CPU RNG, so a GPU run sees the same draws.
+faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften);
+`luminance` and `grey_some` serve --colourless-critics. jitter, augment and grey_some draw from the CPU RNG, so
+a GPU run sees the same draws.
 """
 from __future__ import annotations
 
@@ -62,6 +63,26 @@ def soften(x: torch.Tensor, max_sigma: float) -> torch.Tensor:
     h = F.conv2d(F.pad(h, (r, r, 0, 0), mode="reflect"), k, groups=b * c)
     h = F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=b * c)
     return (h.reshape(x.shape) + 0.02 * torch.randn(x.shape, device=x.device)).clamp(-1, 1)
+
+
+# Attributes whose meaning is a colour: the only ones that --colourless-critics lets the edit critics judge in
+# colour. Every other attribute (glasses, mustache, bald, age, sex, smile, ...) is a change of shape and shade.
+COLOUR_ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Pale_Skin", "Rosy_Cheeks",
+                     "Heavy_Makeup", "Wearing_Lipstick")
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """The grey version of RGB images in [-1, 1] (Rec. 601 weights), still 3 channels so any RGB network reads
+    it. Differentiable: a hue change that keeps the brightness has no gradient through it."""
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return grey.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def grey_some(x: torch.Tensor, share: float) -> torch.Tensor:
+    """`share` of the rows (a CPU draw) turned grey: the classifiers that learn from real faces then also know
+    grey faces, which --colourless-critics shows them."""
+    grey = (torch.rand(x.shape[0]) < share).to(x.device)[:, None, None, None]
+    return torch.where(grey, luminance(x), x).contiguous(memory_format=torch.channels_last)
 
 
 def draw_translate_cutout(b: int, size: int, translate: float = 0.125, cutout: float = 0.5) -> dict:

@@ -117,6 +117,11 @@ class TrainConfig:
                                         "loss); off: one verdict per image, mostly real pixels.", LOSS)
     critic_soften: float = knob(0.0, "The edit critics see edits blurred (sigma up to this many px) and lightly "
                                      "noised, so stripes and colour noise buy nothing; 0: off.", LOSS)
+    colourless_critics: bool = knob(False, "The edit critics judge every attribute but the colour ones (hair colours, "
+                                           "pale skin: augment.COLOUR_ATTRIBUTES) on a grey view of the edit, so a "
+                                           "patch of colour buys no edit of glasses, mustache, age or sex; the "
+                                           "classifiers that learn from real faces see a quarter of them in grey.",
+                                    LOSS)
     # edit training
     cls_aug: bool = knob(False, "D's classifier and the attribute head also learn from jittered, re-lit real faces "
                                 "(see augment.py).", EDIT)

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 
 from faceedit.core.files import atomic_path
 from faceedit.train import checkpoint, latent, projected
-from faceedit.train.augment import augment, draw_translate_cutout, jitter, soften, to_tensor, translate_cutout
+from faceedit.train.augment import (COLOUR_ATTRIBUTES, augment, draw_translate_cutout, grey_some, jitter,
+                                   luminance, soften, to_tensor, translate_cutout)
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
@@ -74,6 +75,20 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[
         flipped = torch.where(torch.from_numpy(fires).to(y.device), torch.from_numpy(w).to(y.device), flipped)
     pick = (torch.rand(b, generator=g) < 0.5)[:, None].to(y.device)
     return torch.where(pick, shuffled, flipped)
+
+
+def critic_views(edits: torch.Tensor, soften_sigma: float, colourless: bool) -> torch.Tensor:
+    """The edits as the edit critics see them: moved, rescaled, mirrored and softened (one draw for all
+    critics); with `colourless` (--colourless-critics) followed by the same views in grey, rows 2N."""
+    view = soften(jitter(edits), soften_sigma).contiguous(memory_format=torch.channels_last)
+    return torch.cat([view, luminance(view)]) if colourless else view
+
+
+def colour_where_it_counts(logits: torch.Tensor, colour_attrs: torch.Tensor) -> torch.Tensor:
+    """A critic's logits on critic_views(..., colourless=True) [2N, A] -> [N, A]: the colour attributes read off
+    the colour view, every other attribute off the grey one, so no colour patch can raise them."""
+    n = len(logits) // 2
+    return torch.where(colour_attrs, logits[:n], logits[n:])
 
 
 def flip_bce(logits: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -139,6 +154,8 @@ class Trainer:
             self.latent = latent.LatentClassifier(cfg.z_channels, len(cfg.attributes)).to(self.device)
             self.opt_l = torch.optim.Adam(self.latent.parameters(), cfg.lr, betas=(0.5, 0.999))
         self.teacher = copy.deepcopy(self.model.attribute_head).eval().requires_grad_(False)
+        # --colourless-critics: which attribute columns the critics read off the colour view of an edit
+        self.colour_attrs = torch.tensor([a in COLOUR_ATTRIBUTES for a in self.attributes], device=self.device)
         self.judge = None
         if cfg.judge:
             from faceedit.train.judge import load_judge
@@ -252,6 +269,8 @@ class Trainer:
             self.opt_g.param_groups[-1]["lr"] = lr * cfg.lr_mask
         y_edit = edit_targets(y, focus=self.focus, focus_frac=cfg.flip_focus_frac, implied=self.implied)
         x_cls = augment(x) if cfg.cls_aug else x  # what the classifiers learn from
+        if cfg.colourless_critics:  # they must also read grey faces: the edit critics show them grey edits
+            x_cls = grey_some(x_cls, 0.25)
         y_cls = y * (1 - cfg.cls_smooth) + 0.5 * cfg.cls_smooth
         n = len(x) - self.n_boost  # the classifiers learn from the regular slots only: their priors stay true
         lap = self.lap or (lambda part: None)
@@ -328,15 +347,18 @@ class Trainer:
                 edits, targets, sources = composite(x, x_edit, x_rec.detach(), m_edit), y_edit, y
                 judged, judged_y = edits, targets
             # what the edit critics see: moved, rescaled, mirrored and softened, one draw for all of them
-            critic_view = soften(jitter(edits), cfg.critic_soften).contiguous(memory_format=torch.channels_last)
+            critic_view = critic_views(edits, cfg.critic_soften, cfg.colourless_critics)
             # a real face and its reconstruction get the same augmentation: their D features are compared
             pair = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
+            told = targets.repeat(len(critic_view) // len(targets), 1)  # only D's cls logits are read there
             adv, cls, feats = m.discriminator(torch.cat([seen_by_d(x_rec, pair), seen_by_d(judged), critic_view]),
-                                              torch.cat([y, judged_y, targets]))
+                                              torch.cat([y, judged_y, told]))
             d_rec, f_rec, d_edit = adv[:b], feats[:b], adv[b:b + len(judged)]
             critics = [cls[b + len(judged):], self.teacher(critic_view)]
             if self.guide is not None:
                 critics.append(self.guide(critic_view))
+            if cfg.colourless_critics:
+                critics = [colour_where_it_counts(c, self.colour_attrs) for c in critics]
             with torch.no_grad():
                 f_real = m.discriminator.features(seen_by_d(x, pair))
             beta = cfg.w_kl * min(1.0, self.step / max(cfg.kl_warmup, 1))

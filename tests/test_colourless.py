@@ -1,6 +1,7 @@
 """--colourless-critics: the edit critics read every attribute but the colour ones off a grey view of the edit,
 so the generator earns nothing for glasses, a mustache, age or sex by painting a patch of colour (the blue, green
-and orange blots of docs/training-log.md); hair colours and pale skin are still judged in colour."""
+and orange blots of docs/training-log.md); hair colours and pale skin are still judged in colour.
+--critic-chroma-blur: that colour is seen blurred, so a fine pattern of colour buys no hair colour either."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import tiny_config  # noqa: E402
 from faceedit.core.attributes import DEFAULT_ATTRIBUTES  # noqa: E402
-from faceedit.train.augment import COLOUR_ATTRIBUTES, grey_some, luminance  # noqa: E402
+from faceedit.train.augment import COLOUR_ATTRIBUTES, grey_some, luminance, smooth_chroma  # noqa: E402
 from faceedit.train.model import AttributeHead, EncoderTrunk, ModelConfig  # noqa: E402
 from faceedit.train.train import Trainer, colour_where_it_counts, critic_views  # noqa: E402
 
@@ -66,6 +67,31 @@ def test_grey_some_greys_about_that_share_of_rows():
     grey = (out[:, 0] == out[:, 1]).all(-1).all(-1) & (out[:, 1] == out[:, 2]).all(-1).all(-1)
     assert abs(float(grey.float().mean()) - 0.25) < 0.03
     assert torch.equal(out[~grey], x[~grey])
+
+
+def test_smooth_chroma_keeps_brightness_and_area_colour_and_drops_fine_colour():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(2, 3, 32, 32, generator=g) * 0.4 - 0.2
+    base = luminance(base)  # a grey face, so the colour below is all the colour there is
+    hue = torch.linalg.cross(REC601, torch.tensor([1.0, 0.0, 0.0]))[None, :, None, None]
+    checks = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2 - 1).float()  # period-2 pattern
+    fine = base + 0.3 * hue * checks
+    area = base + 0.3 * hue
+    assert torch.allclose(luminance(smooth_chroma(fine, 2.0)), luminance(fine), atol=1e-5)
+    assert torch.allclose(smooth_chroma(fine, 2.0), base, atol=1e-3)      # the checks of colour are gone
+    assert torch.allclose(smooth_chroma(area, 2.0), area, atol=1e-5)      # colour over an area stays
+    assert torch.equal(smooth_chroma(fine, 0.0), fine)
+
+
+def test_critics_see_the_blurred_colour_and_the_grey_view():
+    edits = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) - 0.5
+    torch.manual_seed(0)  # the same jitter for both
+    views = critic_views(edits, 0.0, colourless=True, chroma_blur=1.5)
+    torch.manual_seed(0)
+    plain = critic_views(edits, 0.0, colourless=True)
+    assert views.shape == (6, 3, 16, 16)
+    assert torch.allclose(views[3:], plain[3:], atol=1e-6)                # the grey half is untouched
+    assert torch.allclose(views[:3], smooth_chroma(plain[:3], 1.5), atol=1e-5)
 
 
 def test_a_training_step_runs_with_it(synth_data, tmp_path):

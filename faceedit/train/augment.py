@@ -3,8 +3,8 @@
 `jitter` moves every edit before the edit loss's classifiers see it (an edit counts only if it survives a
 shift, a rescale and a mirror); `augment` adds light re-lighting for the classifiers that learn from real
 faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften);
-`luminance` and `grey_some` serve --colourless-critics. jitter, augment and grey_some draw from the CPU RNG, so
-a GPU run sees the same draws.
+`luminance` and `grey_some` serve --colourless-critics, `smooth_chroma` --critic-chroma-blur. jitter, augment and
+grey_some draw from the CPU RNG, so a GPU run sees the same draws.
 """
 from __future__ import annotations
 
@@ -76,6 +76,27 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     it. Differentiable: a hue change that keeps the brightness has no gradient through it."""
     grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     return grey.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def smooth_chroma(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """RGB images in [-1, 1] with their brightness kept and their colour (the two chroma planes B - Y and R - Y)
+    blurred with a Gaussian of `sigma` px: a critic shown this view reads hair colour and pale skin, which are
+    colour over an area, but nothing of a fine pattern of colour (the streaks and checks that fooled it)."""
+    if sigma <= 0:
+        return x
+    x = x.float()
+    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    chroma = torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)           # Cb, Cr (unscaled)
+    r = int(math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum())[None, None, None, :].repeat(2, 1, 1, 1)           # [2, 1, 1, K], one per chroma plane
+    chroma = F.conv2d(F.pad(chroma, (r, r, 0, 0), mode="reflect"), k, groups=2)
+    chroma = F.conv2d(F.pad(chroma, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=2)
+    cb, cr = chroma[:, 0:1], chroma[:, 1:2]
+    red, blue = y + cr, y + cb
+    green = (y - 0.299 * red - 0.114 * blue) / 0.587
+    return torch.cat([red, green, blue], 1).contiguous(memory_format=torch.channels_last)
 
 
 def grey_some(x: torch.Tensor, share: float) -> torch.Tensor:

@@ -122,6 +122,9 @@ class TrainConfig:
                                            "patch of colour buys no edit of glasses, mustache, age or sex; the "
                                            "classifiers that learn from real faces see a quarter of them in grey.",
                                     LOSS)
+    critic_chroma_blur: float = knob(0.0, "The edit critics see the colour of an edit (its chroma, brightness kept) "
+                                          "blurred with a Gaussian of this many px, so a fine pattern of colour "
+                                          "(streaks, checks) buys no hair colour or pale skin; 0: off.", LOSS)
     # edit training
     cls_aug: bool = knob(False, "D's classifier and the attribute head also learn from jittered, re-lit real faces "
                                 "(see augment.py).", EDIT)
@@ -188,6 +191,8 @@ class TrainConfig:
             raise ValueError("--projected-local needs --edit-mask and --w-projected above 0")
         if self.w_mask_outside < 0 or (self.w_mask_outside > 0 and not self.edit_mask):
             raise ValueError(f"--w-mask-outside needs --edit-mask and a weight >= 0, got {self.w_mask_outside:g}")
+        if self.critic_chroma_blur < 0:
+            raise ValueError(f"--critic-chroma-blur must be >= 0, got {self.critic_chroma_blur:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:
             raise ValueError(f"--w-mask and --w-mask-tv must be >= 0, got {self.w_mask:g} and {self.w_mask_tv:g}")
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from faceedit.core.files import atomic_path
 from faceedit.train import checkpoint, latent, projected
 from faceedit.train.augment import (COLOUR_ATTRIBUTES, augment, draw_translate_cutout, grey_some, jitter,
-                                   luminance, soften, to_tensor, translate_cutout)
+                                   luminance, smooth_chroma, soften, to_tensor, translate_cutout)
 from faceedit.train.checkpoint import atomic_save
 from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
@@ -77,11 +77,14 @@ def edit_targets(y: torch.Tensor, g: torch.Generator | None = None, focus: list[
     return torch.where(pick, shuffled, flipped)
 
 
-def critic_views(edits: torch.Tensor, soften_sigma: float, colourless: bool) -> torch.Tensor:
+def critic_views(edits: torch.Tensor, soften_sigma: float, colourless: bool,
+                 chroma_blur: float = 0.0) -> torch.Tensor:
     """The edits as the edit critics see them: moved, rescaled, mirrored and softened (one draw for all
-    critics); with `colourless` (--colourless-critics) followed by the same views in grey, rows 2N."""
+    critics), their colour blurred by `chroma_blur` px (--critic-chroma-blur); with `colourless`
+    (--colourless-critics) followed by the same views in grey, rows 2N."""
     view = soften(jitter(edits), soften_sigma).contiguous(memory_format=torch.channels_last)
-    return torch.cat([view, luminance(view)]) if colourless else view
+    coloured = smooth_chroma(view, chroma_blur)
+    return torch.cat([coloured, luminance(view)]) if colourless else coloured
 
 
 def colour_where_it_counts(logits: torch.Tensor, colour_attrs: torch.Tensor) -> torch.Tensor:
@@ -347,7 +350,7 @@ class Trainer:
                 edits, targets, sources = composite(x, x_edit, x_rec.detach(), m_edit), y_edit, y
                 judged, judged_y = edits, targets
             # what the edit critics see: moved, rescaled, mirrored and softened, one draw for all of them
-            critic_view = critic_views(edits, cfg.critic_soften, cfg.colourless_critics)
+            critic_view = critic_views(edits, cfg.critic_soften, cfg.colourless_critics, cfg.critic_chroma_blur)
             # a real face and its reconstruction get the same augmentation: their D features are compared
             pair = draw_translate_cutout(b, x.shape[-1]) if cfg.diff_augment else None
             told = targets.repeat(len(critic_view) // len(targets), 1)  # only D's cls logits are read there

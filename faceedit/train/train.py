@@ -19,6 +19,9 @@ One step:
           With --w-identity, a face recogniser's descriptor (face_descriptor.py) of each edit must stay the input's;
           with --w-projected, a second critic on that recogniser's features (projected.py) judges the edits too.
           With --w-latent-adv, a classifier on the latent (latent.py) must not be able to read the attributes.
+          With --colourless-critics, the critics read all but the colour attributes off a grey view of each
+          edit (critic_views), so colour patches buy no glasses or mustache; --critic-chroma-blur blurs the
+          colour they see.
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.

@@ -59,10 +59,16 @@ def soften(x: torch.Tensor, max_sigma: float) -> torch.Tensor:
     t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
     k = torch.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)
     k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)[:, None, None, :]  # [B*C, 1, 1, K]: one per sample
-    h = x.float().reshape(1, b * c, *x.shape[2:])
-    h = F.conv2d(F.pad(h, (r, r, 0, 0), mode="reflect"), k, groups=b * c)
-    h = F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=b * c)
+    h = blur_planes(x.float().reshape(1, b * c, *x.shape[2:]), k)
     return (h.reshape(x.shape) + 0.02 * torch.randn(x.shape, device=x.device)).clamp(-1, 1)
+
+
+def blur_planes(h: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Separable blur of each plane of h [N, C, H, W] by its own 1-D kernel, k [C, 1, 1, K] (K odd), across then
+    down, borders reflected."""
+    r, groups = k.shape[-1] // 2, h.shape[1]
+    h = F.conv2d(F.pad(h, (r, r, 0, 0), mode="reflect"), k, groups=groups)
+    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=groups)
 
 
 # Attributes whose meaning is a colour: the only ones that --colourless-critics lets the edit critics judge in
@@ -74,8 +80,12 @@ COLOUR_ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Pal
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """The grey version of RGB images in [-1, 1] (Rec. 601 weights), still 3 channels so any RGB network reads
     it. Differentiable: a hue change that keeps the brightness has no gradient through it."""
-    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    return grey.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+    return luma(x).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Brightness Y of RGB images [N, 3, H, W] (Rec. 601 weights), one plane [N, 1, H, W]."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def smooth_chroma(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -85,14 +95,12 @@ def smooth_chroma(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return x
     x = x.float()
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    chroma = torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)           # Cb, Cr (unscaled)
+    y = luma(x)
     r = int(math.ceil(3 * sigma))
     t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = (k / k.sum())[None, None, None, :].repeat(2, 1, 1, 1)           # [2, 1, 1, K], one per chroma plane
-    chroma = F.conv2d(F.pad(chroma, (r, r, 0, 0), mode="reflect"), k, groups=2)
-    chroma = F.conv2d(F.pad(chroma, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=2)
+    chroma = blur_planes(torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1), k)  # Cb, Cr (unscaled)
     cb, cr = chroma[:, 0:1], chroma[:, 1:2]
     red, blue = y + cr, y + cb
     green = (y - 0.299 * red - 0.114 * blue) / 0.587

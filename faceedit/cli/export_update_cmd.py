@@ -24,6 +24,7 @@ def register(app: typer.Typer):
                       edit_filter_note: str = typer.Option("", "--edit-filter-note", help="How the edit filter was chosen (recorded in the manifest)."),
                       tiers_from: Optional[Path] = typer.Option(None, "--tiers-from", help="A validation `faceedit eval` JSON (realism on) of this directory as it is: every attribute's quality tier, stable or experimental, is drawn from it by the rule in docs/eval/tier-rule.txt."),
                       demote: List[str] = typer.Option([], "--demote", help="NAME=WHY: with --tiers-from, rate NAME experimental whatever its figures (a failure seen in the pictures that the figures miss). Repeatable."),
+                      settings_from: Optional[Path] = typer.Option(None, "--settings-from", help="Another model directory (the same attributes) whose editing settings (edit gains and auto strength tops, implied rules, edit filter) this one takes first, e.g. to score a candidate as the shipped model edits; the other options may then change them."),
                       samples_from: Optional[Path] = typer.Option(None, "--samples-from", help="A `faceedit eval` JSON whose samples step measured this directory's latent prior file: its samples figures go into the manifest's eval summary (the rest stays), so sampling warns with them.")):
         """Update an exported model's editing settings and figures without re-exporting (only manifest.json changes).
 
@@ -31,9 +32,9 @@ def register(app: typer.Typer):
         """
         if (auto_strength_from is None and eval_json is None and implied_for is None
                 and not edit_filter and not auto_strength and tiers_from is None and not demote
-                and samples_from is None):
-            raise UserError("nothing to update: give --auto-strength-from or --auto-strength, --implied-for, "
-                            "--edit-filter, --tiers-from, --samples-from and/or --eval-json")
+                and samples_from is None and settings_from is None):
+            raise UserError("nothing to update: give --settings-from, --auto-strength-from or --auto-strength, "
+                            "--implied-for, --edit-filter, --tiers-from, --samples-from and/or --eval-json")
         demoted = {}
         for item in demote:
             name, sep, why = item.partition("=")
@@ -57,7 +58,7 @@ def register(app: typer.Typer):
                          implied_for=implied, implied_data=implied_data, implied_note=implied_note,
                          edit_filter=edit_filter or None, edit_filter_note=edit_filter_note,
                          auto_strength_tops=tops, tiers_from=tiers_from, tiers_demote=demoted,
-                         samples_from=samples_from)
+                         samples_from=samples_from, settings_from=settings_from)
         except (ExportError, ManifestError) as e:
             raise UserError(str(e)) from None
         typer.echo(f"updated {model / 'manifest.json'}")

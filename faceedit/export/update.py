@@ -1,7 +1,7 @@
 """Change what an exported model's manifest says about editing, without re-exporting: implied attributes (rules
-from the train labels), auto strength chosen on a validation sweep of that very directory, and the summary of
-an evaluation of it. Only manifest.json
-changes (written atomically); the graphs and their hashes stay as exported."""
+from the train labels), auto strength chosen on a validation sweep of that very directory, the editing settings
+of another model directory (a candidate scored with the shipped model's settings), and the summary of an
+evaluation of it. Only manifest.json changes (written atomically); the graphs and their hashes stay as exported."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -95,6 +95,27 @@ def _filter_of(entry, names):
     return None if f is None else f.filters
 
 
+# What an edit is made with beyond the weights: gains and auto strength tops, implied rules, the edit filter.
+EDIT_SETTINGS = ("edit_strength", "implied", "edit_filter")
+
+
+def copy_settings(manifest: dict, names: list, source, log=print) -> None:
+    """Give manifest the editing settings (EDIT_SETTINGS) of the model directory at source, as they are there: an
+    entry source lacks is removed here too, so the copy edits exactly as source does but for the weights. Both
+    must edit the same attributes in the same order (the settings are per attribute)."""
+    src = ModelInfo.load(Path(source))
+    if src.attribute_names != names:
+        raise UpdateError(f"--settings-from: {source} edits other attributes ({', '.join(src.attribute_names)}) "
+                          f"than this model ({', '.join(names)})")
+    for key in EDIT_SETTINGS:
+        if key in src.manifest:
+            manifest[key] = {**src.manifest[key], "copied_from": str(source)}
+        else:
+            manifest.pop(key, None)
+    log(f"editing settings from {source}: " + ", ".join(
+        f"{key} {'copied' if key in src.manifest else 'removed (absent there)'}" for key in EDIT_SETTINGS))
+
+
 def implied_rules(data, names, attributes) -> tuple[dict, int]:
     """Rules for the given attributes from the train split's labels of a CelebA-layout dataset."""
     from faceedit.train.data import load_celeba
@@ -115,8 +136,10 @@ def implied_rules(data, names, attributes) -> tuple[dict, int]:
 def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=None, log=print,
                  implied_for=None, implied_data=None, implied_note: str = "", edit_filter: list | None = None,
                  edit_filter_note: str = "", auto_strength_tops: dict | None = None, tiers_from=None,
-                 tiers_demote: dict | None = None, samples_from=None) -> dict:
-    """Returns the new manifest. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
+                 tiers_demote: dict | None = None, samples_from=None, settings_from=None) -> dict:
+    """Returns the new manifest. settings_from: another model directory whose editing settings (gains, auto
+    strength tops, implied rules, edit filter) replace this one's first, so the options below may still change
+    them. auto_strength_from: a validation sweep (`faceedit eval --model MODEL_DIR
     --split val --intensities 1,1.25,1.5,1.75,2 --json F`); each attribute gets the top multiplier with the
     best net effect there (faceedit.eval.report.best_tops). eval_json: a `faceedit eval` of this directory with its
     current settings, whose summary becomes the manifest's "eval". implied_for: attributes whose edits get
@@ -134,6 +157,8 @@ def update_model(model_dir, auto_strength_from=None, note: str = "", eval_json=N
     model_dir = Path(model_dir)
     info = ModelInfo.load(model_dir)
     manifest, names = info.manifest, info.attribute_names
+    if settings_from is not None:
+        copy_settings(manifest, names, settings_from, log)
     if implied_for is not None:
         if implied_for:
             rules, n_train = implied_rules(implied_data, names, list(implied_for))

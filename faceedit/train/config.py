@@ -125,6 +125,11 @@ class TrainConfig:
     critic_chroma_blur: float = knob(0.0, "The edit critics see the colour of an edit (its chroma, brightness kept) "
                                           "blurred with a Gaussian of this many px, so a fine pattern of colour "
                                           "(streaks, checks) buys no hair colour or pale skin; 0: off.", LOSS)
+    w_own_palette: float = knob(0.0, "Weight of the own-palette term (palette.py): an edit that changes no colour "
+                                      "attribute pays for every pixel whose colour (chroma, brightness aside) it "
+                                      "moves away from the colours of the input's own face centre, so bald, "
+                                      "mustache, glasses, age and sex are drawn in the face's own tones; 0: off.",
+                                LOSS)
     # edit training
     cls_aug: bool = knob(False, "D's classifier and the attribute head also learn from jittered, re-lit real faces "
                                 "(see augment.py).", EDIT)
@@ -191,6 +196,8 @@ class TrainConfig:
             raise ValueError("--projected-local needs --edit-mask and --w-projected above 0")
         if self.w_mask_outside < 0 or (self.w_mask_outside > 0 and not self.edit_mask):
             raise ValueError(f"--w-mask-outside needs --edit-mask and a weight >= 0, got {self.w_mask_outside:g}")
+        if self.w_own_palette < 0:
+            raise ValueError(f"--w-own-palette must be >= 0, got {self.w_own_palette:g}")
         if self.critic_chroma_blur < 0:
             raise ValueError(f"--critic-chroma-blur must be >= 0, got {self.critic_chroma_blur:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:

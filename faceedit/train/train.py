@@ -21,7 +21,8 @@ One step:
           With --w-latent-adv, a classifier on the latent (latent.py) must not be able to read the attributes.
           With --colourless-critics, the critics read all but the colour attributes off a grey view of each
           edit (critic_views), so colour patches buy no glasses or mustache; --critic-chroma-blur blurs the
-          colour they see.
+          colour they see. With --w-own-palette, an edit that changes no colour attribute pays for the colours
+          it brings that the face does not have (palette.py).
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -54,6 +55,7 @@ from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
 from faceedit.train.face_descriptor import face_descriptor, identity_loss
 from faceedit.train.model import CVAEGAN, composite, total_variation
+from faceedit.train.palette import own_palette_loss
 from faceedit.train.regions import attribute_regions, edit_regions
 
 
@@ -378,6 +380,9 @@ class Trainer:
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
+            if cfg.w_own_palette > 0:  # a non-colour edit draws in the face's own tones (palette.py)
+                recoloured = ((targets - sources).abs() > 0.5) & self.colour_attrs
+                parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, recoloured.any(1))
             if cfg.w_identity > 0:  # the edit must stay the same person to a recogniser that never saw G's output
                 with torch.no_grad():
                     who = face_descriptor(x)
@@ -396,7 +401,8 @@ class Trainer:
                       + cfg.w_attr * parts["attr"] + cfg.w_edit * parts["edit"]
                       + cfg.w_flip * parts["flip"] + cfg.w_identity * parts.get("identity", 0)
                       + cfg.w_projected * parts.get("adv_projected", 0)
-                      + cfg.w_latent_adv * parts.get("latent_adv", 0))
+                      + cfg.w_latent_adv * parts.get("latent_adv", 0)
+                      + cfg.w_own_palette * parts.get("own_palette", 0))
             if m_edit is not None:
                 loss_g = (loss_g + cfg.w_mask * parts["mask"] + cfg.w_mask_tv * parts["mask_tv"]
                           + cfg.w_mask_outside * parts.get("mask_outside", 0))

@@ -1,14 +1,16 @@
 """--w-own-palette (faceedit.train.palette): a non-colour edit pays for hues the face does not have, not for
-brightness, not for colours the reconstruction already has, and not at all when it changes a colour attribute."""
+brightness, not for colours the reconstruction already has; colour edits pay nothing, or with --colour-palettes
+pay against the colours real faces with that attribute have."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from faceedit.train.palette import own_palette_loss  # noqa: E402
+from faceedit.train.palette import own_palette_loss, reference_keep, reference_palettes  # noqa: E402
 from faceedit.train.train import Trainer  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
@@ -63,13 +65,57 @@ def test_its_gradient_moves_colour_never_brightness():
         assert own_palette_loss(x, x, edit - 50 * g, none) < own_palette_loss(x, x, edit, none) - 1e-3
 
 
-def test_a_training_step_runs_with_it(synth_data, tmp_path):
+YELLOW = torch.tensor([0.7, 0.5, -0.5])
+
+
+def test_colour_edits_are_held_to_the_colours_real_faces_with_that_attribute_have():
+    # 40 faces: skin, and the top rows (the "hair" region) yellow on the blond ones (column 1), dark otherwise
+    u8 = lambda c: ((c + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()  # noqa: E731
+    images = np.repeat(u8(SKIN)[None, None, None], 40, 0).repeat(32, 1).repeat(32, 2)
+    labels = np.zeros((40, 2), np.float32)
+    labels[:20, 1] = 1
+    images[:20, :8] = u8(YELLOW)
+    images[20:, :8] = u8(torch.full((3,), -0.8))
+    regions = np.zeros((2, 32, 32), np.float32)
+    regions[1, :8] = 1
+    refs = reference_palettes(images, labels, [1], regions, per=4)
+    assert refs.shape == (1, 4, 2)
+    yellow_chroma = np.array([YELLOW[2] - (0.299 * YELLOW[0] + 0.587 * YELLOW[1] + 0.114 * YELLOW[2]),
+                              YELLOW[0] - (0.299 * YELLOW[0] + 0.587 * YELLOW[1] + 0.114 * YELLOW[2])])
+    assert np.abs(refs[0] - yellow_chroma).max() < 0.02   # every reference colour is the blond faces' yellow
+
+    x = face()
+    none = torch.zeros(2, dtype=torch.bool)
+    references = torch.from_numpy(refs.reshape(-1, 2))
+    keep = torch.ones(2, 4, dtype=torch.bool)
+    assert own_palette_loss(x, x, paint(x, YELLOW), none) > 0.05                       # not the face's colour
+    assert own_palette_loss(x, x, paint(x, YELLOW), none, references, keep) == 0       # but blond hair's
+    assert own_palette_loss(x, x, paint(x, GREEN), none, references, keep) > 0.05      # green is neither
+    assert own_palette_loss(x, x, paint(x, YELLOW), none, references, ~keep) > 0.05    # rows that may not use it
+
+
+def test_which_reference_colours_an_edit_may_use():
+    sources = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    targets = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
+    # columns 1 and 2 are colour attributes, 2 references each; column 0 is not
+    keep = reference_keep(targets, sources, [1, 2], 2)
+    assert keep.tolist() == [[True, True, False, False],    # turned 1 on (and 2 off): 1's colours
+                             [True, True, True, True],      # only turned a colour off: any of them
+                             [False, False, False, False],  # changed no colour attribute: none
+                             [False, False, False, False]]
+
+
+@pytest.mark.parametrize("colour_palettes", [False, True])
+def test_a_training_step_runs_with_it(synth_data, tmp_path, colour_palettes):
     torch.manual_seed(0)
-    t = Trainer(tiny_config(synth_data, tmp_path / "run", w_own_palette=40.0, colourless_critics=True),
-                log=lambda *a: None)
+    t = Trainer(tiny_config(synth_data, tmp_path / "run", w_own_palette=40.0, colourless_critics=True,
+                            colour_palettes=colour_palettes), log=lambda *a: None)
+    assert (t.references is not None) == colour_palettes
     x, y = t.batch(0)
     stats = t.train_step(x, y)
     assert "own_palette" in stats and stats["own_palette"] >= 0
     assert all(math.isfinite(v) for v in stats.values())
     with pytest.raises(ValueError, match="--w-own-palette"):
         tiny_config(synth_data, tmp_path / "bad", w_own_palette=-1.0).check()
+    with pytest.raises(ValueError, match="--colour-palettes needs"):
+        tiny_config(synth_data, tmp_path / "bad", colour_palettes=True).check()

@@ -130,6 +130,9 @@ class TrainConfig:
                                       "moves away from the colours of the input's own face centre, so bald, "
                                       "mustache, glasses, age and sex are drawn in the face's own tones; 0: off.",
                                 LOSS)
+    colour_palettes: bool = knob(False, "With --w-own-palette: edits that change a colour attribute pay too, against "
+                                        "the face's palette plus the colours training faces with that attribute "
+                                        "have in its region (palette.reference_palettes).", LOSS)
     # edit training
     cls_aug: bool = knob(False, "D's classifier and the attribute head also learn from jittered, re-lit real faces "
                                 "(see augment.py).", EDIT)
@@ -198,6 +201,8 @@ class TrainConfig:
             raise ValueError(f"--w-mask-outside needs --edit-mask and a weight >= 0, got {self.w_mask_outside:g}")
         if self.w_own_palette < 0:
             raise ValueError(f"--w-own-palette must be >= 0, got {self.w_own_palette:g}")
+        if self.colour_palettes and self.w_own_palette <= 0:
+            raise ValueError("--colour-palettes needs --w-own-palette above 0")
         if self.critic_chroma_blur < 0:
             raise ValueError(f"--critic-chroma-blur must be >= 0, got {self.critic_chroma_blur:g}")
         if self.w_mask < 0 or self.w_mask_tv < 0:

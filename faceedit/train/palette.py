@@ -9,7 +9,10 @@ each from full colour down to grey), and charges only what the edit adds over th
 distance, so backgrounds, blue eyes and coloured clothes that the reconstruction already has cost nothing.
 Brightness is free (adding the same amount to R, G and B leaves the chroma as it is): darker, lighter and
 greyer are all allowed. Edits that change a colour attribute (hair colours, pale skin, make-up:
-augment.COLOUR_ATTRIBUTES) are exempt; their new colour is the point.
+augment.COLOUR_ATTRIBUTES) are exempt, since their new colour is the point; with `--colour-palettes` they pay
+too, against the face's palette plus the colours real training faces with that attribute have in its region
+(reference_palettes: blond hair's yellows, black hair's near-greys), so a blue eye shadow for blond or a green
+streak for black hair costs while the hair colour itself does not.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from faceedit.train.augment import luma
 # top and the background at the sides stay out of the palette.
 CENTRE_ROWS, CENTRE_COLS = (0.30, 0.85), (0.22, 0.78)
 CELLS = 6          # the palette: CELLS x CELLS mean colours of the face centre
+PALETTE_PER = 8    # --colour-palettes: reference colours per colour attribute
+MIN_SHARE = 0.05   # reference_palettes: the least share of a region's pixels a reference colour stands for
 TOLERANCE = 0.03   # chroma distance (images in [-1, 1]) an edit may add for free: shading, not a new hue
 
 
@@ -41,25 +46,76 @@ def face_palette(x: torch.Tensor) -> torch.Tensor:
     return cells.flatten(2).transpose(1, 2)
 
 
-def palette_distance(x: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
-    """[N, H, W]: each pixel's chroma distance to the nearest shade of its row's palette, where the shades of a
-    palette colour p are t * p for t in [0, 1] (the same hue from full colour down to grey: a shadow, a dark
-    brow, a grey frame)."""
+def palette_distance(x: torch.Tensor, palette: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, H, W]: each pixel's chroma distance to the nearest shade of its row's palette [N, K, 2], where the
+    shades of a palette colour p are t * p for t in [0, 1] (the same hue from full colour down to grey: a shadow,
+    a dark brow, a grey frame). keep [N, K] bool: which palette colours count for each row (all if None)."""
     c = chroma(x).flatten(2).transpose(1, 2)                             # [N, P, 2]
     p = palette.float()                                                  # [N, K, 2]
-    t = (c @ p.transpose(1, 2)) / p.pow(2).sum(-1).clamp_min(1e-8)[:, None, :]  # [N, P, K]: projection on each p
-    nearest = t.clamp(0, 1)[..., None] * p[:, None, :, :]                # [N, P, K, 2]
-    d = (c[:, :, None, :] - nearest).norm(dim=-1).amin(-1)               # [N, P]
-    return d.reshape(len(x), *x.shape[-2:])
+    dot = c @ p.transpose(1, 2)                                          # [N, P, K]
+    norm2 = p.pow(2).sum(-1)[:, None, :]                                 # [N, 1, K]
+    t = (dot / norm2.clamp_min(1e-8)).clamp(0, 1)                        # the nearest shade's share of p
+    # |c - t p|^2 without building [N, P, K, 2]: a 64-face batch against ~70 colours stays small
+    d2 = (c.pow(2).sum(-1, keepdim=True) - 2 * t * dot + t.pow(2) * norm2).clamp_min(0)
+    if keep is not None:
+        d2 = d2.masked_fill(~keep[:, None, :], float("inf"))
+    return (d2.amin(-1) + 1e-12).sqrt().reshape(len(x), *x.shape[-2:])
 
 
-def own_palette_loss(x: torch.Tensor, x_rec: torch.Tensor, edits: torch.Tensor, exempt: torch.Tensor) -> torch.Tensor:
+def reference_palettes(images, labels, columns: list[int], regions, per: int = PALETTE_PER, faces: int = 2000,
+                       seed: int = 0):
+    """[len(columns), per, 2] float32 (numpy): for each attribute column, `per` chroma colours (k-means centres,
+    each standing for at least MIN_SHARE of the pixels) of the pixels in its region (regions[column] > 0.5) of up to `faces` training faces that have it: the
+    colours real black, blond or brown hair and pale skin have (`--colour-palettes`). images (N, S, S, 3)
+    uint8, labels (N, A) in {0, 1}, regions (A, S, S) from regions.attribute_regions."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(columns), per, 2), np.float32)
+    for i, col in enumerate(columns):
+        have = np.flatnonzero(labels[:, col] > 0.5)
+        if len(have) == 0:
+            continue  # no training face has it: grey only
+        pick = np.sort(rng.choice(have, min(faces, len(have)), replace=False))
+        x = np.asarray(images[pick], np.float32) / 127.5 - 1                      # (n, S, S, 3)
+        y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+        pts = np.stack([x[..., 2] - y, x[..., 0] - y], -1)[:, regions[col] > 0.5].reshape(-1, 2)
+        pts = pts[rng.choice(len(pts), min(len(pts), 200_000), replace=False)]
+        centres = pts[rng.choice(len(pts), per, replace=False)]
+        for _ in range(20):  # Lloyd's k-means
+            nearest = ((pts[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+            centres = np.stack([pts[nearest == j].mean(0) if (nearest == j).any() else centres[j] for j in range(per)])
+        # a cluster of few pixels is a tail (the blue sky behind some hair), not a colour of the attribute: it
+        # becomes a copy of the largest cluster
+        share = np.bincount(nearest, minlength=per) / len(pts)
+        centres[share < MIN_SHARE] = centres[share.argmax()]
+        out[i] = centres
+    return out
+
+
+def reference_keep(targets: torch.Tensor, sources: torch.Tensor, columns: list[int], per: int) -> torch.Tensor:
+    """[R, len(columns) * per] bool: which reference colours an edit may use. An edit that turns colour
+    attributes on uses theirs; one that only turns them off (blond to not blond) may use any of them (the
+    colour it turns to is not named); one that changes no colour attribute uses none."""
+    on = (targets[:, columns] > 0.5) & (sources[:, columns] < 0.5)       # [R, C]
+    off = (targets[:, columns] < 0.5) & (sources[:, columns] > 0.5)
+    only_off = off.any(1) & ~on.any(1)
+    return (on | only_off[:, None]).repeat_interleave(per, 1)
+
+
+def own_palette_loss(x: torch.Tensor, x_rec: torch.Tensor, edits: torch.Tensor, exempt: torch.Tensor,
+                     references: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over pixels and rows of the chroma distance from the input's palette that each edit adds beyond the
     reconstruction's, less TOLERANCE. x, x_rec [N, 3, H, W]; edits [k*N, 3, H, W] (k renderings of each face, as
-    train.py stacks them); exempt [k*N] bool: rows that change a colour attribute, which pay nothing."""
+    train.py stacks them); exempt [k*N] bool: rows that pay nothing. references [M, 2] with keep [k*N, M]
+    (`--colour-palettes`): colours each row's palette also holds where keep is true (reference_palettes)."""
     k = len(edits) // len(x)
     with torch.no_grad():
-        palette = face_palette(x)
-        baseline = palette_distance(x_rec, palette)
-    excess = F.relu(palette_distance(edits, palette.repeat(k, 1, 1)) - baseline.repeat(k, 1, 1) - TOLERANCE)
+        palette = face_palette(x).repeat(k, 1, 1)                       # [k*N, K, 2]
+        rows = None
+        if references is not None:
+            palette = torch.cat([palette, references[None].to(palette).expand(len(palette), -1, -1)], 1)
+            rows = torch.cat([torch.ones(len(edits), palette.shape[1] - references.shape[0], dtype=torch.bool,
+                                         device=keep.device), keep], 1)
+        baseline = palette_distance(x_rec.repeat(k, 1, 1, 1), palette, rows)
+    excess = F.relu(palette_distance(edits, palette, rows) - baseline - TOLERANCE)
     return (excess.mean((1, 2)) * (~exempt).float()).mean()

@@ -22,7 +22,8 @@ One step:
           With --colourless-critics, the critics read all but the colour attributes off a grey view of each
           edit (critic_views), so colour patches buy no glasses or mustache; --critic-chroma-blur blurs the
           colour they see. With --w-own-palette, an edit that changes no colour attribute pays for the colours
-          it brings that the face does not have (palette.py).
+          it brings that the face does not have (palette.py); with --colour-palettes colour edits pay too, against
+          the colours real faces with that attribute have.
 
 Runs on the CPU or on a CUDA GPU (--device). Data order, edit targets and jitter draw from the CPU RNG on
 every device, so a GPU run sees the same batches; the reparameterisation noise comes from the device's RNG.
@@ -55,7 +56,7 @@ from faceedit.train.config import TrainConfig
 from faceedit.train.data import load_training_faces
 from faceedit.train.face_descriptor import face_descriptor, identity_loss
 from faceedit.train.model import CVAEGAN, composite, total_variation
-from faceedit.train.palette import own_palette_loss
+from faceedit.train.palette import PALETTE_PER, own_palette_loss, reference_keep, reference_palettes
 from faceedit.train.regions import attribute_regions, edit_regions
 
 
@@ -193,6 +194,14 @@ class Trainer:
                 from faceedit.train.grid import save_grid
                 save_grid(np.repeat(regions[None, :, :, :, None] * 255, 3, -1).round().astype(np.uint8),
                           self.out / "regions.png", [a[:10] for a in self.attributes])
+        self.references = None  # --colour-palettes: the colours real faces with each colour attribute have
+        if cfg.colour_palettes:
+            self.ref_columns = [i for i, a in enumerate(self.attributes) if a in COLOUR_ATTRIBUTES]
+            regions = (self.regions.cpu().numpy() if self.regions is not None
+                       else attribute_regions(self.images[self.train_idx], self.labels[self.train_idx]))
+            refs = reference_palettes(self.images[self.train_idx], self.labels[self.train_idx], self.ref_columns,
+                                      regions, per=PALETTE_PER)
+            self.references = torch.from_numpy(refs.reshape(-1, 2)).to(self.device)
         unknown = sorted(set(cfg.rare_boost) - set(self.attributes))
         if unknown:
             raise ValueError(f"--rare-boost names attributes this run does not train: {unknown}")
@@ -382,7 +391,12 @@ class Trainer:
             }
             if cfg.w_own_palette > 0:  # a non-colour edit draws in the face's own tones (palette.py)
                 recoloured = ((targets - sources).abs() > 0.5) & self.colour_attrs
-                parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, recoloured.any(1))
+                if self.references is None:  # colour edits are exempt
+                    parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, recoloured.any(1))
+                else:  # colour edits also judged, against the colours their attributes have on real faces
+                    keep = reference_keep(targets, sources, self.ref_columns, PALETTE_PER)
+                    parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, torch.zeros_like(keep[:, 0]),
+                                                            self.references, keep)
             if cfg.w_identity > 0:  # the edit must stay the same person to a recogniser that never saw G's output
                 with torch.no_grad():
                     who = face_descriptor(x)

@@ -65,9 +65,10 @@ def palette_distance(x: torch.Tensor, palette: torch.Tensor, keep: torch.Tensor 
 def reference_palettes(images, labels, columns: list[int], regions, per: int = PALETTE_PER, faces: int = 2000,
                        seed: int = 0):
     """[len(columns), per, 2] float32 (numpy): for each attribute column, `per` chroma colours (k-means centres,
-    each standing for at least MIN_SHARE of the pixels) of the pixels in its region (regions[column] > 0.5) of up to `faces` training faces that have it: the
-    colours real black, blond or brown hair and pale skin have (`--colour-palettes`). images (N, S, S, 3)
-    uint8, labels (N, A) in {0, 1}, regions (A, S, S) from regions.attribute_regions."""
+    each standing for at least MIN_SHARE of the pixels) of the pixels in its region (regions[column] > 0.5) of
+    up to `faces` training faces that have it: the colours real black, blond or brown hair and pale skin have
+    (`--colour-palettes`). images (N, S, S, 3) uint8, labels (N, A) in {0, 1}, regions (A, S, S) from
+    regions.attribute_regions."""
     import numpy as np
     rng = np.random.default_rng(seed)
     out = np.zeros((len(columns), per, 2), np.float32)

@@ -80,6 +80,8 @@ def test_colour_edits_are_held_to_the_colours_real_faces_with_that_attribute_hav
     regions[1, :8] = 1
     refs = reference_palettes(images, labels, [1], regions, per=4)
     assert refs.shape == (1, 4, 2)
+    # drawn among given indices (a training split) without copying: the same faces, the same colours
+    assert np.array_equal(reference_palettes(images, labels, [1], regions, per=4, among=np.arange(40)), refs)
     yellow_chroma = np.array([YELLOW[2] - (0.299 * YELLOW[0] + 0.587 * YELLOW[1] + 0.114 * YELLOW[2]),
                               YELLOW[0] - (0.299 * YELLOW[0] + 0.587 * YELLOW[1] + 0.114 * YELLOW[2])])
     assert np.abs(refs[0] - yellow_chroma).max() < 0.02   # every reference colour is the blond faces' yellow

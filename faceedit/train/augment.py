@@ -3,7 +3,8 @@
 `jitter` moves every edit before the edit loss's classifiers see it (an edit counts only if it survives a
 shift, a rescale and a mirror); `augment` adds light re-lighting for the classifiers that learn from real
 faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften);
-`luminance` and `grey_some` serve --colourless-critics, `smooth_chroma` --critic-chroma-blur. jitter, augment and
+`luminance` and `grey_some` serve --colourless-critics, `smooth_chroma` --critic-chroma-blur (and `chroma`,
+the colour planes, palette.py too). jitter, augment and
 grey_some draw from the CPU RNG, so a GPU run sees the same draws.
 """
 from __future__ import annotations
@@ -88,6 +89,12 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """The colour planes B - Y and R - Y (Cb, Cr unscaled) of RGB images [N, 3, H, W], [N, 2, H, W]."""
+    y = luma(x)
+    return torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)
+
+
 def smooth_chroma(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """RGB images in [-1, 1] with their brightness kept and their colour (the two chroma planes B - Y and R - Y)
     blurred with a Gaussian of `sigma` px: a critic shown this view reads hair colour and pale skin, which are
@@ -100,8 +107,8 @@ def smooth_chroma(x: torch.Tensor, sigma: float) -> torch.Tensor:
     t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = (k / k.sum())[None, None, None, :].repeat(2, 1, 1, 1)           # [2, 1, 1, K], one per chroma plane
-    chroma = blur_planes(torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1), k)  # Cb, Cr (unscaled)
-    cb, cr = chroma[:, 0:1], chroma[:, 1:2]
+    blurred = blur_planes(chroma(x), k)
+    cb, cr = blurred[:, 0:1], blurred[:, 1:2]
     red, blue = y + cr, y + cb
     green = (y - 0.299 * red - 0.114 * blue) / 0.587
     return torch.cat([red, green, blue], 1).contiguous(memory_format=torch.channels_last)

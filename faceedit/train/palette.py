@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from faceedit.train.augment import luma
+from faceedit.train import augment
 
 # The face centre on an aligned crop (fractions of height and width): skin, brows, eyes, lips; the hair at the
 # top and the background at the sides stay out of the palette.
@@ -30,19 +30,13 @@ MIN_SHARE = 0.05   # reference_palettes: the least share of a region's pixels a 
 TOLERANCE = 0.03   # chroma distance (images in [-1, 1]) an edit may add for free: shading, not a new hue
 
 
-def chroma(x: torch.Tensor) -> torch.Tensor:
-    """The colour planes B - Y and R - Y of RGB images in [-1, 1], [N, 2, H, W] (brightness Y removed)."""
-    x = x.float()
-    y = luma(x)
-    return torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)
-
-
 def face_palette(x: torch.Tensor) -> torch.Tensor:
     """[N, CELLS^2, 2]: the mean chroma of each cell of the face centre."""
     h, w = x.shape[-2:]
     top, bottom = round(CENTRE_ROWS[0] * h), round(CENTRE_ROWS[1] * h)
     left, right = round(CENTRE_COLS[0] * w), round(CENTRE_COLS[1] * w)
-    cells = F.adaptive_avg_pool2d(chroma(x[:, :, top:bottom, left:right]), CELLS)  # [N, 2, CELLS, CELLS]
+    centre = augment.chroma(x[:, :, top:bottom, left:right].float())
+    cells = F.adaptive_avg_pool2d(centre, CELLS)                         # [N, 2, CELLS, CELLS]
     return cells.flatten(2).transpose(1, 2)
 
 
@@ -50,7 +44,7 @@ def palette_distance(x: torch.Tensor, palette: torch.Tensor, keep: torch.Tensor 
     """[N, H, W]: each pixel's chroma distance to the nearest shade of its row's palette [N, K, 2], where the
     shades of a palette colour p are t * p for t in [0, 1] (the same hue from full colour down to grey: a shadow,
     a dark brow, a grey frame). keep [N, K] bool: which palette colours count for each row (all if None)."""
-    c = chroma(x).flatten(2).transpose(1, 2)                             # [N, P, 2]
+    c = augment.chroma(x.float()).flatten(2).transpose(1, 2)             # [N, P, 2]
     p = palette.float()                                                  # [N, K, 2]
     dot = c @ p.transpose(1, 2)                                          # [N, P, K]
     norm2 = p.pow(2).sum(-1)[:, None, :]                                 # [N, 1, K]
@@ -63,23 +57,24 @@ def palette_distance(x: torch.Tensor, palette: torch.Tensor, keep: torch.Tensor 
 
 
 def reference_palettes(images, labels, columns: list[int], regions, per: int = PALETTE_PER, faces: int = 2000,
-                       seed: int = 0):
+                       seed: int = 0, among=None):
     """[len(columns), per, 2] float32 (numpy): for each attribute column, `per` chroma colours (k-means centres,
     each standing for at least MIN_SHARE of the pixels) of the pixels in its region (regions[column] > 0.5) of
     up to `faces` training faces that have it: the colours real black, blond or brown hair and pale skin have
     (`--colour-palettes`). images (N, S, S, 3) uint8, labels (N, A) in {0, 1}, regions (A, S, S) from
-    regions.attribute_regions."""
+    regions.attribute_regions; among: the indices faces are drawn from (all if None), so a caller need not copy
+    its training split's images."""
     import numpy as np
     rng = np.random.default_rng(seed)
     out = np.zeros((len(columns), per, 2), np.float32)
     for i, col in enumerate(columns):
-        have = np.flatnonzero(labels[:, col] > 0.5)
+        pool = np.arange(len(labels)) if among is None else np.asarray(among)
+        have = pool[labels[pool, col] > 0.5]
         if len(have) == 0:
             continue  # no training face has it: grey only
         pick = np.sort(rng.choice(have, min(faces, len(have)), replace=False))
-        x = np.asarray(images[pick], np.float32) / 127.5 - 1                      # (n, S, S, 3)
-        y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-        pts = np.stack([x[..., 2] - y, x[..., 0] - y], -1)[:, regions[col] > 0.5].reshape(-1, 2)
+        x = torch.from_numpy(np.asarray(images[pick], np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+        pts = augment.chroma(x).permute(0, 2, 3, 1).numpy()[:, regions[col] > 0.5].reshape(-1, 2)
         pts = pts[rng.choice(len(pts), min(len(pts), 200_000), replace=False)]
         centres = pts[rng.choice(len(pts), per, replace=False)]
         for _ in range(20):  # Lloyd's k-means
@@ -103,20 +98,24 @@ def reference_keep(targets: torch.Tensor, sources: torch.Tensor, columns: list[i
     return (on | only_off[:, None]).repeat_interleave(per, 1)
 
 
-def own_palette_loss(x: torch.Tensor, x_rec: torch.Tensor, edits: torch.Tensor, exempt: torch.Tensor,
+def own_palette_loss(x: torch.Tensor, x_rec: torch.Tensor, edits: torch.Tensor, exempt: torch.Tensor | None = None,
                      references: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over pixels and rows of the chroma distance from the input's palette that each edit adds beyond the
-    reconstruction's, less TOLERANCE. x, x_rec [N, 3, H, W]; edits [k*N, 3, H, W] (k renderings of each face, as
-    train.py stacks them); exempt [k*N] bool: rows that pay nothing. references [M, 2] with keep [k*N, M]
-    (`--colour-palettes`): colours each row's palette also holds where keep is true (reference_palettes)."""
-    k = len(edits) // len(x)
+    reconstruction's, less TOLERANCE. x, x_rec [N, 3, H, W]; edits [k*N, 3, H, W] (k renderings of each face
+    with the same targets, as train.py stacks them); exempt [k*N] bool: rows that pay nothing (None: none).
+    references [M, 2] with keep [k*N, M] (`--colour-palettes`): colours each row's palette also holds where keep
+    is true (reference_palettes); the same targets give every rendering of a face the same keep row."""
+    n, k = len(x), len(edits) // len(x)
     with torch.no_grad():
-        palette = face_palette(x).repeat(k, 1, 1)                       # [k*N, K, 2]
+        palette = face_palette(x)                                        # [N, K, 2]
         rows = None
         if references is not None:
-            palette = torch.cat([palette, references[None].to(palette).expand(len(palette), -1, -1)], 1)
-            rows = torch.cat([torch.ones(len(edits), palette.shape[1] - references.shape[0], dtype=torch.bool,
-                                         device=keep.device), keep], 1)
-        baseline = palette_distance(x_rec.repeat(k, 1, 1, 1), palette, rows)
-    excess = F.relu(palette_distance(edits, palette, rows) - baseline - TOLERANCE)
-    return (excess.mean((1, 2)) * (~exempt).float()).mean()
+            palette = torch.cat([palette, references[None].to(palette).expand(n, -1, -1)], 1)
+            own = torch.ones(n, palette.shape[1] - len(references), dtype=torch.bool, device=keep.device)
+            rows = torch.cat([own, keep[:n]], 1)
+        baseline = palette_distance(x_rec, palette, rows)              # once per face, not per rendering
+        palette = palette.repeat(k, 1, 1)
+        rows = None if rows is None else rows.repeat(k, 1)
+    excess = F.relu(palette_distance(edits, palette, rows) - baseline.repeat(k, 1, 1) - TOLERANCE)
+    per_row = excess.mean((1, 2))
+    return (per_row if exempt is None else per_row * (~exempt).float()).mean()

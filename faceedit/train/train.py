@@ -186,9 +186,11 @@ class Trainer:
             rules = derive_rules(self.labels[self.train_idx], self.attributes)
             self.implied = rule_table({"rules": rules}, self.attributes)
             self.log("implied flips: " + "; ".join(f"{k} -> {v}" for k, v in rules.items()))
-        self.regions = None  # --w-mask-outside: where each attribute lives, from the train labels (regions.py)
+        # where each attribute lives, from the train labels (regions.py): --w-mask-outside and --colour-palettes
+        regions = (attribute_regions(self.images[self.train_idx], self.labels[self.train_idx])
+                   if cfg.w_mask_outside > 0 or cfg.colour_palettes else None)
+        self.regions = None  # --w-mask-outside: the mask pays for what it opens outside them
         if cfg.w_mask_outside > 0:
-            regions = attribute_regions(self.images[self.train_idx], self.labels[self.train_idx])
             self.regions = torch.from_numpy(regions).to(self.device)
             if self.rank == 0:
                 from faceedit.train.grid import save_grid
@@ -197,10 +199,8 @@ class Trainer:
         self.references = None  # --colour-palettes: the colours real faces with each colour attribute have
         if cfg.colour_palettes:
             self.ref_columns = [i for i, a in enumerate(self.attributes) if a in COLOUR_ATTRIBUTES]
-            regions = (self.regions.cpu().numpy() if self.regions is not None
-                       else attribute_regions(self.images[self.train_idx], self.labels[self.train_idx]))
-            refs = reference_palettes(self.images[self.train_idx], self.labels[self.train_idx], self.ref_columns,
-                                      regions, per=PALETTE_PER)
+            refs = reference_palettes(self.images, self.labels, self.ref_columns, regions, per=PALETTE_PER,
+                                      among=self.train_idx)
             self.references = torch.from_numpy(refs.reshape(-1, 2)).to(self.device)
         unknown = sorted(set(cfg.rare_boost) - set(self.attributes))
         if unknown:
@@ -389,14 +389,12 @@ class Trainer:
                 "edit": sum(bce(c, targets) for c in critics) / len(critics),
                 "flip": sum(flip_bce(c, targets, sources) for c in critics) / len(critics),
             }
-            if cfg.w_own_palette > 0:  # a non-colour edit draws in the face's own tones (palette.py)
-                recoloured = ((targets - sources).abs() > 0.5) & self.colour_attrs
-                if self.references is None:  # colour edits are exempt
-                    parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, recoloured.any(1))
-                else:  # colour edits also judged, against the colours their attributes have on real faces
-                    keep = reference_keep(targets, sources, self.ref_columns, PALETTE_PER)
-                    parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, torch.zeros_like(keep[:, 0]),
-                                                            self.references, keep)
+            if cfg.w_own_palette > 0 and self.references is None:  # a non-colour edit draws in the face's own
+                recoloured = ((targets - sources).abs() > 0.5) & self.colour_attrs  # tones; colour edits exempt
+                parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, recoloured.any(1))
+            elif cfg.w_own_palette > 0:  # colour edits too, against the colours their attributes have on real faces
+                keep = reference_keep(targets, sources, self.ref_columns, PALETTE_PER)
+                parts["own_palette"] = own_palette_loss(x, x_rec.detach(), edits, references=self.references, keep=keep)
             if cfg.w_identity > 0:  # the edit must stay the same person to a recogniser that never saw G's output
                 with torch.no_grad():
                     who = face_descriptor(x)

@@ -3,9 +3,9 @@
 `jitter` moves every edit before the edit loss's classifiers see it (an edit counts only if it survives a
 shift, a rescale and a mirror); `augment` adds light re-lighting for the classifiers that learn from real
 faces (--cls-aug, and the guide); `soften` blurs and noises edits for the critics (--critic-soften);
-`luminance` and `grey_some` serve --colourless-critics, `smooth_chroma` --critic-chroma-blur (and `chroma`,
-the colour planes, palette.py too). jitter, augment and
-grey_some draw from the CPU RNG, so a GPU run sees the same draws.
+`luminance` and `grey_some` serve --colourless-critics, `smooth_chroma` --critic-chroma-blur, and `chroma` (the
+colour planes) those and palette.py. jitter, augment and grey_some draw from the CPU RNG, so a GPU run sees the
+same draws.
 """
 from __future__ import annotations
 

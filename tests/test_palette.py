@@ -10,7 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from faceedit.train.palette import own_palette_loss, reference_keep, reference_palettes  # noqa: E402
+from faceedit.train import augment  # noqa: E402
+from faceedit.train.palette import own_palette_loss, palette_distance, reference_keep, reference_palettes  # noqa: E402
 from faceedit.train.train import Trainer  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
@@ -121,3 +122,35 @@ def test_a_training_step_runs_with_it(synth_data, tmp_path, colour_palettes):
         tiny_config(synth_data, tmp_path / "bad", w_own_palette=-1.0).check()
     with pytest.raises(ValueError, match="--colour-palettes needs"):
         tiny_config(synth_data, tmp_path / "bad", colour_palettes=True).check()
+
+
+def test_the_distance_is_the_nearest_shade_s_and_so_is_its_gradient():
+    """palette_distance searches without autograd and differentiates only the nearest colour: its values and
+    gradient must be those of the plain definition, min over kept colours p and t in [0, 1] of |c - t p|."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    palette = torch.randn(3, 9, 2, generator=g) * 0.3
+    palette[:, 4] = palette[:, 2]                                         # a duplicate, as reference_palettes makes
+    keep = torch.rand(3, 9, generator=g) > 0.4
+    keep[:, 0] = True
+    weights = torch.rand(3, 16, 16, generator=g)
+
+    def plain(x):
+        c = augment.chroma(x).flatten(2).transpose(1, 2)[:, :, None, :]  # [N, P, 1, 2]
+        p = palette[:, None, :, :]                                       # [N, 1, K, 2]
+        t = ((c * p).sum(-1, keepdim=True) / p.pow(2).sum(-1, keepdim=True)).clamp(0, 1)
+        d = (c - t * p).norm(dim=-1).masked_fill(~keep[:, None, :], float("inf"))
+        return d.amin(-1).reshape(3, 16, 16)
+
+    grads = []
+    for f in (plain, lambda x: palette_distance(x, palette, keep)):
+        xi = x.clone().requires_grad_(True)
+        d = f(xi)
+        (d * weights).sum().backward()
+        grads.append((d.detach(), xi.grad))
+    (d_plain, g_plain), (d_fast, g_fast) = grads
+    far = d_plain > 0.01  # where a distance can be charged (the tolerance is 0.03); near 0 both are rounding
+    assert far.float().mean() > 0.5
+    assert torch.allclose(d_fast[far], d_plain[far], atol=1e-5)
+    # float32 rounding differs (|c|^2 - 2t c.p + t^2 |p|^2 against |c - t p|): ~1e-5 on gradients of size ~1
+    assert torch.allclose(g_fast.permute(0, 2, 3, 1)[far], g_plain.permute(0, 2, 3, 1)[far], atol=1e-4)

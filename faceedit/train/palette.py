@@ -46,14 +46,34 @@ def palette_distance(x: torch.Tensor, palette: torch.Tensor, keep: torch.Tensor 
     a dark brow, a grey frame). keep [N, K] bool: which palette colours count for each row (all if None)."""
     c = augment.chroma(x.float()).flatten(2).transpose(1, 2)             # [N, P, 2]
     p = palette.float()                                                  # [N, K, 2]
-    dot = c @ p.transpose(1, 2)                                          # [N, P, K]
-    norm2 = p.pow(2).sum(-1)[:, None, :]                                 # [N, 1, K]
+    nearest = nearest_colour(c.detach(), p, keep)                        # [N, P]
+    # The gradient of a minimum flows only through the colour that attains it, so only that colour's
+    # distance is built with autograd: the same value and gradient as the minimum over all K (ties aside).
+    p_near = torch.gather(p, 1, nearest[..., None].expand(-1, -1, 2))    # [N, P, 2]
+    d2 = shade_distance2(c.pow(2).sum(-1), (c * p_near).sum(-1), p_near.pow(2).sum(-1))
+    return (d2 + 1e-12).sqrt().reshape(len(x), *x.shape[-2:])
+
+
+def nearest_colour(c: torch.Tensor, p: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, P] index of the palette colour p [N, K, 2] whose nearest shade is nearest each chroma c [N, P, 2].
+    One face at a time, without autograd: the [N, P, K] search (20M entries for 64 faces against ~80 colours)
+    took most of a training step's time with --colour-palettes when done at once inside the graph."""
+    out = torch.empty(c.shape[:2], dtype=torch.long, device=c.device)
+    with torch.no_grad():
+        c2, norm2 = c.pow(2).sum(-1, keepdim=True), p.pow(2).sum(-1).unsqueeze(-2)
+        for i in range(len(c)):
+            d2 = shade_distance2(c2[i], c[i] @ p[i].T, norm2[i])         # [P, K]
+            if keep is not None:
+                d2.masked_fill_(~keep[i], float("inf"))
+            out[i] = d2.argmin(-1)
+    return out
+
+
+def shade_distance2(c2: torch.Tensor, dot: torch.Tensor, norm2: torch.Tensor) -> torch.Tensor:
+    """|c - t p|^2 for the nearest shade t * p (t in [0, 1]) of colour p, from |c|^2, c.p and |p|^2
+    (broadcasting), so no [..., 2] difference is built."""
     t = (dot / norm2.clamp_min(1e-8)).clamp(0, 1)                        # the nearest shade's share of p
-    # |c - t p|^2 without building [N, P, K, 2]: a 64-face batch against ~70 colours stays small
-    d2 = (c.pow(2).sum(-1, keepdim=True) - 2 * t * dot + t.pow(2) * norm2).clamp_min(0)
-    if keep is not None:
-        d2 = d2.masked_fill(~keep[:, None, :], float("inf"))
-    return (d2.amin(-1) + 1e-12).sqrt().reshape(len(x), *x.shape[-2:])
+    return (c2 - 2 * t * dot + t.pow(2) * norm2).clamp_min(0)
 
 
 def reference_palettes(images, labels, columns: list[int], regions, per: int = PALETTE_PER, faces: int = 2000,

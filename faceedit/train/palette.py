@@ -16,6 +16,7 @@ streak for black hair costs while the hair colour itself does not.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,11 +85,10 @@ def reference_palettes(images, labels, columns: list[int], regions, per: int = P
     (`--colour-palettes`). images (N, S, S, 3) uint8, labels (N, A) in {0, 1}, regions (A, S, S) from
     regions.attribute_regions; among: the indices faces are drawn from (all if None), so a caller need not copy
     its training split's images."""
-    import numpy as np
     rng = np.random.default_rng(seed)
     out = np.zeros((len(columns), per, 2), np.float32)
+    pool = np.arange(len(labels)) if among is None else np.asarray(among)
     for i, col in enumerate(columns):
-        pool = np.arange(len(labels)) if among is None else np.asarray(among)
         have = pool[labels[pool, col] > 0.5]
         if len(have) == 0:
             continue  # no training face has it: grey only

@@ -95,6 +95,8 @@ def test_colour_edits_are_held_to_the_colours_real_faces_with_that_attribute_hav
     assert own_palette_loss(x, x, paint(x, YELLOW), none, references, keep) == 0       # but blond hair's
     assert own_palette_loss(x, x, paint(x, GREEN), none, references, keep) > 0.05      # green is neither
     assert own_palette_loss(x, x, paint(x, YELLOW), none, references, ~keep) > 0.05    # rows that may not use it
+    with pytest.raises(ValueError, match="references and keep go together"):
+        own_palette_loss(x, x, paint(x, YELLOW), none, references)                    # which rows may use them?
 
 
 def test_which_reference_colours_an_edit_may_use():

@@ -125,6 +125,8 @@ def own_palette_loss(x: torch.Tensor, x_rec: torch.Tensor, edits: torch.Tensor, 
     with the same targets, as train.py stacks them); exempt [k*N] bool: rows that pay nothing (None: none).
     references [M, 2] with keep [k*N, M] (`--colour-palettes`): colours each row's palette also holds where keep
     is true (reference_palettes); the same targets give every rendering of a face the same keep row."""
+    if (references is None) != (keep is None):
+        raise ValueError("own_palette_loss: references and keep go together (give both or neither)")
     n, k = len(x), len(edits) // len(x)
     with torch.no_grad():
         palette = face_palette(x)                                        # [N, K, 2]

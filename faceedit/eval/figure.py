@@ -20,7 +20,8 @@ def picks(ratios: np.ndarray) -> tuple[int, int]:
 
 
 def write_figure(path, model, data, keep: dict, attributes=None) -> None:
-    from faceedit.train.data import CROP_FRACTION, IMAGE_DIR, crop_face, decode, load_celeba
+    from faceedit.eval.compare import dataset_crop
+    from faceedit.train.data import load_celeba
     ds = load_celeba(data)
     names = list(attributes or keep["ratios"])
     a = len(model.attributes)
@@ -30,8 +31,7 @@ def write_figure(path, model, data, keep: dict, attributes=None) -> None:
         r = keep["ratios"][name]
         tiles = []
         for i in picks(r):
-            img = decode(ds.root / IMAGE_DIR / ds.names[keep["index"][i]])
-            crop = crop_face(img, int(round(CROP_FRACTION * img.shape[1])))
+            crop = dataset_crop(ds, keep["index"][i])
             target, mask = np.zeros((1, a), np.float32), np.zeros((1, a), np.float32)
             target[0, k], mask[0, k] = keep["flip_to"][name][i], 1.0
             out = render(model.editor, [crop], target, mask, auto_strength=True).images[0]

@@ -69,7 +69,8 @@ def write_sheet(path, models, labels, data, split: str, start: int, count: int, 
         edited, _ = edit_rows(models, crop)
         for label, images in zip(labels, edited):
             row = np.full((tile, width, 3), 255, np.uint8)
-            cv2.putText(row, label[-22:], (4, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+            for k, part in enumerate(_label_lines(label)):
+                cv2.putText(row, part, (4, tile // 2 - 4 + 14 * k), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1)
             for c, img in enumerate([crop, *images]):
                 row[:, LABEL_W + c * tile:LABEL_W + (c + 1) * tile] = _fit(img, tile)
             blocks.append(row)
@@ -78,6 +79,13 @@ def write_sheet(path, models, labels, data, split: str, start: int, count: int, 
         if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write {path}")
     return len(idx)
+
+
+def _label_lines(label: str, width: int = 17) -> list[str]:
+    """A model's label in at most two lines that fit the label column: split at its last "/", each part
+    keeping its end (the part that tells runs apart)."""
+    head, _, tail = label.rpartition("/")
+    return [p if len(p) <= width else ".." + p[-(width - 2):] for p in ([head + "/", tail] if head else [tail])]
 
 
 def _fit(img: np.ndarray, tile: int) -> np.ndarray:

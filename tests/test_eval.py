@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -49,9 +50,14 @@ def test_eval_cli_writes_json_with_every_figure(tiny_checkpoint, tiny_judge, tin
     assert r.exit_code == 2 and "reporting judge" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert "no judge set" in r.output
     assert not out.exists()
+    figure = tmp_path / "edits.png"
     r = CliRunner().invoke(app, [*args, "--reporting-judge", str(tiny_reporting_judge), "--json", str(out),
-                                 "--folds", "2", "--epochs", "1"])
+                                 "--folds", "2", "--epochs", "1", "--figure", str(figure)])
     assert r.exit_code == 0, r.output
+    # the figure: per attribute a row of median and worst edit, each beside its input
+    from faceedit.eval.figure import LABEL_W, TILE
+    sheet = cv2.imread(str(figure))
+    assert sheet.shape == (40 + 14 * (TILE + 22), LABEL_W + 4 * TILE, 3)
     res = json.loads(out.read_text())
     assert res["faces"] == 24 and len(res["attributes"]) == 14
     for block in (res["attribute_accuracy"], res["edit_success"]["intensity_1"]["residual"],

@@ -35,15 +35,15 @@ def flip_requests(readings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, np.eye(a, dtype=np.float32)
 
 
-def edit_rows(models, crop: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per model, the crop edited once per attribute (each flipped from the first model's reading):
-    ([A, H, W, 3] uint8 per model, the first model's readings [A])."""
+def edit_rows(models, crop: np.ndarray) -> list[np.ndarray]:
+    """Per model, the crop edited once per attribute, each flipped from the first model's reading: [A, H, W, 3]
+    uint8 per model."""
     first = models[0]
     readings = render(first.editor, [crop], np.zeros((1, len(first.attributes)), np.float32),
                       np.zeros((1, len(first.attributes)), np.float32)).probs[0]
     values, mask = flip_requests(readings)
     crops = [crop] * len(values)
-    return [np.asarray(render(m.editor, crops, values, mask, auto_strength=True).images) for m in models], readings
+    return [np.asarray(render(m.editor, crops, values, mask, auto_strength=True).images) for m in models]
 
 
 def write_sheet(path, models, labels, data, split: str, start: int, count: int, tile: int = 96) -> int:
@@ -66,8 +66,7 @@ def write_sheet(path, models, labels, data, split: str, start: int, count: int, 
                     (90, 90, 90), 1)
         blocks.append(caption)
         crop = dataset_crop(ds, int(i))
-        edited, _ = edit_rows(models, crop)
-        for label, images in zip(labels, edited):
+        for label, images in zip(labels, edit_rows(models, crop)):
             row = np.full((tile, width, 3), 255, np.uint8)
             for k, part in enumerate(_label_lines(label)):
                 cv2.putText(row, part, (4, tile // 2 - 4 + 14 * k), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1)

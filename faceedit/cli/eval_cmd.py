@@ -58,6 +58,8 @@ def register(app: typer.Typer):
             raise UserError("--no-edits with --no-samples leaves nothing to evaluate")
         if figure is not None and not edits:
             raise UserError("--figure shows edits: it cannot go with --no-edits")
+        if figure is not None and figure.suffix.lower() != ".png":  # lossless: the figure is read for stripes
+            raise UserError(f"--figure must be a .png file, got '{figure.name}'")
         if card is not None and not samples:
             raise UserError("--card writes the samples' figures: it needs --samples")
         if sample_temperature is not None and not 0 < sample_temperature <= 2:

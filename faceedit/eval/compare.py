@@ -7,12 +7,10 @@ first model reads (the same request for every model), rendered as the product's 
 implied attributes and edit filter where the model has them) at the crop's own size."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from faceedit.core.files import atomic_path
+from faceedit.engine.imageio import write_photo
 from faceedit.eval.adapter import render
 
 LABEL_W = 150       # the model-name column
@@ -73,10 +71,7 @@ def write_sheet(path, models, labels, data, split: str, start: int, count: int, 
             for c, img in enumerate([crop, *images]):
                 row[:, LABEL_W + c * tile:LABEL_W + (c + 1) * tile] = _fit(img, tile)
             blocks.append(row)
-    sheet = np.concatenate(blocks)
-    with atomic_path(Path(path), ".png") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+    write_photo(path, np.concatenate(blocks))
     return len(idx)
 
 

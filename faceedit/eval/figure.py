@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceedit.core.files import atomic_path
+from faceedit.engine.imageio import write_photo
 from faceedit.eval.adapter import render
 
 TILE = 160          # pixels per shown crop
@@ -40,10 +40,7 @@ def write_figure(path, model, data, keep: dict, attributes=None) -> None:
     head = np.full((40, rows[0].shape[1], 3), 255, np.uint8)
     for c, text in enumerate(("median edit", "worst edit (artifact ratio)")):
         cv2.putText(head, text, (LABEL_W + c * 2 * TILE + 8, 27), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
-    sheet = np.concatenate([head, *rows])
-    with atomic_path(path, ".png") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+    write_photo(path, np.concatenate([head, *rows]))
 
 
 def _row(name, tiles) -> np.ndarray:
